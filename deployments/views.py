@@ -1,0 +1,57 @@
+from django.contrib import messages
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from portal import audit, jobs
+from portal.models import Job
+from portal.roles import require_perm
+
+from .forms import DeploymentForm
+from .models import Deployment
+from .status import deployment_status
+
+
+@require_perm("deployments.view_deployment")
+def deployment_list(request):
+    return render(request, "deployments/list.html", {"deployments": Deployment.objects.all()})
+
+
+@require_perm("deployments.add_deployment")
+def deployment_create(request):
+    form = DeploymentForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        deployment = audit.save_form(request, form)
+        messages.success(request, f"Deployment {deployment} created.")
+        return redirect(deployment)
+    return render(request, "deployments/form.html", {"form": form})
+
+
+@require_perm("deployments.view_deployment")
+def deployment_detail(request, slug):
+    deployment = get_object_or_404(Deployment, slug=slug)
+    recent_jobs = Job.objects.filter(kind__startswith="deployments.", target_id=deployment.pk)[:10]
+    return render(
+        request,
+        "deployments/detail.html",
+        {"deployment": deployment, "status": deployment_status(deployment), "jobs": recent_jobs},
+    )
+
+
+@require_perm("deployments.change_deployment")
+def deployment_edit(request, slug):
+    deployment = get_object_or_404(Deployment, slug=slug)
+    form = DeploymentForm(request.POST or None, instance=deployment)
+    if request.method == "POST" and form.is_valid():
+        audit.save_form(request, form)
+        messages.success(request, "Saved.")
+        return redirect(deployment)
+    return render(request, "deployments/form.html", {"form": form, "deployment": deployment})
+
+
+@require_POST
+@require_perm("deployments.change_deployment")
+def deployment_check(request, slug):
+    deployment = get_object_or_404(Deployment, slug=slug)
+    jobs.enqueue("deployments.deployment_check", deployment.pk, queue=deployment.queue, user=request.user)
+    messages.info(request, "Status check queued: its result appears below when the worker has run it.")
+    return redirect(deployment)

@@ -1,0 +1,134 @@
+"""``make run``: the whole portal on one machine, in the foreground.
+
+Creates the demo deployment and the first Admin (password printed once), starts Redis if none
+answers, the demo Orthanc, one Celery worker, exactly one beat and the web server. Ctrl-C stops
+every child it started, Orthanc included.
+"""
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess  # nosec B404: fixed argument lists, never a shell
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import redis
+from django.conf import settings
+from django.contrib.auth.models import Group, User
+from django.core.management.base import BaseCommand, CommandError
+
+from deployments.demo import ensure_demo_deployment
+from deployments.models import Deployment
+from deployments.service import LocalService, ServiceError
+from portal.roles import ADMIN
+from portal.schedules import ensure_periodic_tasks
+
+
+def redis_answers(url):
+    try:
+        return redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except redis.RedisError:
+        return False
+
+
+class Command(BaseCommand):
+    help = "Run the portal, its demo Orthanc, Redis (if none answers), a Celery worker and beat."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8000)))
+        parser.add_argument("--host", default="127.0.0.1")
+
+    def handle(self, *args, port, host, **options):
+        if not 1 <= port <= 65535:
+            raise CommandError(f"--port must be 1-65535, not {port}")
+        self.children = []
+        self.orthanc = None
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        try:
+            self.start(host, port)
+            while True:
+                for name, proc in self.children:
+                    if proc.poll() is not None:
+                        raise CommandError(f"{name} stopped (exit status {proc.returncode}); stopping the rest")
+                time.sleep(1)
+        except KeyboardInterrupt:
+            self.stdout.write("\nStopping…")
+        finally:
+            self.stop_all()
+
+    def start(self, host, port):
+        var = Path(settings.VAR_DIR)
+        ensure_periodic_tasks()
+        deployment = ensure_demo_deployment()
+        password = self.ensure_first_admin()
+
+        broker = settings.CELERY_BROKER_URL
+        if not redis_answers(broker):
+            self.start_redis(broker, var / "redis")
+
+        self.orthanc = LocalService.for_deployment(deployment)
+        try:
+            self.orthanc.start()
+        except ServiceError as exc:
+            raise CommandError(f"The demo Orthanc did not start: {exc}") from exc
+
+        celery = [sys.executable, "-m", "celery", "-A", "portal"]
+        queues = ",".join(["portal"] + [d.queue for d in Deployment.objects.all()])
+        self.spawn("celery worker", celery + ["worker", "-Q", queues, "--concurrency", "2", "-l", "info"])
+        beat_schedule = var / "celerybeat"
+        self.spawn("celery beat", celery + ["beat", "-l", "info", "-s", str(beat_schedule)])
+        self.spawn("web server", [sys.executable, "manage.py", "runserver", "--noreload", f"{host}:{port}"])
+
+        self.stdout.write(self.style.SUCCESS(f"\nThe portal runs at http://{host}:{port}/"))
+        self.stdout.write(f"Demo Orthanc: {deployment.orthanc_url} (DICOM {deployment.dicom_aet} on port {deployment.dicom_port})")
+        if password:
+            self.stdout.write(self.style.WARNING(f"First Admin: user 'admin', password '{password}' (shown once)"))
+        self.stdout.write("Press Ctrl-C to stop everything.\n")
+
+    def ensure_first_admin(self):
+        admins = Group.objects.get(name=ADMIN)
+        if User.objects.filter(groups=admins).exists() or User.objects.filter(is_superuser=True).exists():
+            return None
+        password = secrets.token_urlsafe(15)
+        user = User.objects.create_user("admin", password=password)
+        user.groups.add(admins)
+        return password
+
+    def start_redis(self, url, folder):
+        parts = urlsplit(url)
+        if parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+            raise CommandError(f"Redis at {url} does not answer, and it is not on this machine to be started here")
+        binary = shutil.which("redis-server")
+        if not binary:
+            raise CommandError("redis-server is missing: run 'make run' (it installs the Debian package redis-server)")
+        folder.mkdir(parents=True, exist_ok=True)
+        self.spawn(
+            "redis",
+            [binary, "--bind", "127.0.0.1", "--port", str(parts.port or 6379), "--dir", str(folder),
+             "--appendonly", "yes", "--save", ""],
+        )
+        for _ in range(50):
+            if redis_answers(url):
+                return
+            time.sleep(0.1)
+        raise CommandError("Redis did not start: see its output above")
+
+    def spawn(self, name, argv):
+        proc = subprocess.Popen(argv, cwd=settings.BASE_DIR, start_new_session=True)  # nosec B603: fixed argv
+        self.children.append((name, proc))
+        return proc
+
+    def stop_all(self):
+        for name, proc in reversed(self.children):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for name, proc in reversed(self.children):
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if self.orthanc is not None:
+            self.orthanc.stop()

@@ -1,0 +1,19 @@
+"""The periodic safety nets, kept in django-celery-beat's tables (updated in place by name)."""
+
+import json
+
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+# name → (task, every seconds, kwargs)
+PERIODIC = {
+    "Re-send queued jobs that never ran": ("portal.jobs_reconcile", 60, {}),
+    "Check every Orthanc": ("deployments.check_all", 60, {}),
+}
+
+
+def ensure_periodic_tasks(extra=None):
+    for name, (task, seconds, kwargs) in {**PERIODIC, **(extra or {})}.items():
+        every, _ = IntervalSchedule.objects.get_or_create(every=seconds, period=IntervalSchedule.SECONDS)
+        PeriodicTask.objects.update_or_create(
+            name=name, defaults={"task": task, "interval": every, "kwargs": json.dumps(kwargs), "enabled": True}
+        )

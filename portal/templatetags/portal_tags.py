@@ -1,0 +1,35 @@
+from django import template
+from django.forms import CheckboxInput, RadioSelect, Select, SelectMultiple
+
+register = template.Library()
+
+
+@register.filter
+def bs(field):
+    """Render a bound field's widget with Bootstrap's classes (and is-invalid on error)."""
+    widget = field.field.widget
+    if isinstance(widget, CheckboxInput):
+        css = "form-check-input"
+    elif isinstance(widget, (Select, SelectMultiple)) and not isinstance(widget, RadioSelect):
+        css = "form-select"
+    else:
+        css = "form-control"
+    if field.errors:
+        css += " is-invalid"
+    return field.as_widget(attrs={"class": css})
+
+
+@register.filter
+def is_checkbox(field):
+    return isinstance(field.field.widget, CheckboxInput)
+
+
+@register.filter
+def filesize(value):
+    if value is None:
+        return "unknown"
+    value = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024

@@ -1,0 +1,117 @@
+import secrets
+
+from django.contrib import messages
+from django.contrib.auth.models import User
+from django.core.paginator import Paginator
+from django.db import connection
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+from axes.utils import reset as axes_reset
+
+from deployments.models import Deployment
+from deployments.status import deployment_status
+
+from . import audit
+from .forms import AuditFilterForm, StaffForm
+from .models import AuditEntry
+from .roles import SCHEDULER, require_perm, role_of
+
+
+def healthz(request):
+    connection.ensure_connection()
+    return HttpResponse("ok\n", content_type="text/plain")
+
+
+def home(request):
+    if request.user.is_authenticated and not request.user.has_perm("portal.view_dashboard"):
+        if role_of(request.user) == SCHEDULER:
+            return redirect("worklists:index")
+    return dashboard(request)
+
+
+@require_perm("portal.view_dashboard")
+def dashboard(request):
+    return render(request, "portal/dashboard.html", {"cards": _cards()})
+
+
+@require_perm("portal.view_dashboard")
+def dashboard_cards(request):
+    """The live part of the dashboard, refreshed by htmx every few seconds."""
+    return render(request, "portal/_dashboard_cards.html", {"cards": _cards()})
+
+
+def _cards():
+    return [deployment_status(d) for d in Deployment.objects.all()]
+
+
+@require_perm("portal.view_auditentry")
+def audit_log(request):
+    object_types = AuditEntry.objects.order_by().values_list("object_type", flat=True).distinct()
+    form = AuditFilterForm(request.GET or None, object_types=sorted(object_types))
+    entries = AuditEntry.objects.select_related("actor")
+    if form.is_valid():
+        data = form.cleaned_data
+        if data["user"]:
+            entries = entries.filter(actor_name__iexact=data["user"])
+        if data["object_type"]:
+            entries = entries.filter(object_type=data["object_type"])
+        if data["date_from"]:
+            entries = entries.filter(at__date__gte=data["date_from"])
+        if data["date_to"]:
+            entries = entries.filter(at__date__lte=data["date_to"])
+    page = Paginator(entries, 50).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(request, "portal/audit_log.html", {"form": form, "page": page, "query": query.urlencode()})
+
+
+@require_perm("portal.manage_staff")
+def staff_list(request):
+    users = User.objects.prefetch_related("groups").order_by("username")
+    return render(request, "portal/staff_list.html", {"users": [(u, role_of(u)) for u in users]})
+
+
+def _staff_snapshot(user):
+    return {**audit.snapshot(user), "role": role_of(user)}
+
+
+@require_perm("portal.manage_staff")
+def staff_create(request):
+    form = StaffForm(request.POST or None, acting_user=request.user)
+    if request.method == "POST" and form.is_valid():
+        password = _new_password()
+        form.instance.set_password(password)
+        user = form.save()
+        audit.record(request, AuditEntry.Action.CREATE, user, None, _staff_snapshot(user))
+        return render(request, "portal/password_once.html", {"staff": user, "password": password})
+    return render(request, "portal/staff_form.html", {"form": form})
+
+
+@require_perm("portal.manage_staff")
+def staff_edit(request, pk):
+    staff = get_object_or_404(User, pk=pk)
+    before = _staff_snapshot(staff)
+    form = StaffForm(request.POST or None, instance=staff, acting_user=request.user)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        audit.record(request, AuditEntry.Action.UPDATE, staff, before, _staff_snapshot(staff))
+        messages.success(request, f"Saved {staff.username}.")
+        return redirect("staff_list")
+    return render(request, "portal/staff_form.html", {"form": form, "staff": staff})
+
+
+@require_POST
+@require_perm("portal.manage_staff")
+def staff_reset_password(request, pk):
+    staff = get_object_or_404(User, pk=pk)
+    password = _new_password()
+    staff.set_password(password)
+    staff.save(update_fields=["password"])
+    axes_reset(username=staff.username)
+    audit.record(request, AuditEntry.Action.ACTION, staff, summary="password reset and login lockout cleared")
+    return render(request, "portal/password_once.html", {"staff": staff, "password": password})
+
+
+def _new_password():
+    return secrets.token_urlsafe(18)
