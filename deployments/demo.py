@@ -11,7 +11,7 @@ from django.db import transaction
 from portal.files import atomic_write
 
 from .models import Deployment
-from .render import file_mode, render_deployment
+from .render import file_mode, render_for
 
 DEMO_SLUG = "demo"
 
@@ -31,7 +31,7 @@ def write_config(deployment):
     """Write the rendered configuration (the configuration issue adds the safe push)."""
     folder = Path(deployment.config_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    for name, data in render_deployment(deployment).items():
+    for name, data in render_for(deployment).items():
         atomic_write(folder / name, data, mode=file_mode(name))
 
 
@@ -45,14 +45,17 @@ def ensure_demo_deployment(base=None):
             name="Demo clinic",
             slug=DEMO_SLUG,
             orthanc_url=f"http://127.0.0.1:{http_port}",
+            http_port=http_port,
             service_username="portal",
             service_password=secrets.token_urlsafe(24),
             config_dir=str(base / "config"),
             storage_dir=str(base / "storage"),
+            worklists_dir=str(base / "worklists"),
             dicom_aet="DEMO",
             dicom_port=dicom_port,
             service_kind=Deployment.ServiceKind.LOCAL,
         )
     Path(deployment.storage_dir).mkdir(parents=True, exist_ok=True)
+    Path(deployment.worklist_folder).mkdir(parents=True, exist_ok=True)
     write_config(deployment)
     return deployment

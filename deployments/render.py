@@ -1,44 +1,166 @@
 """Pure rendering: a deployment's models → ``{filename: bytes}`` for its configuration folder.
 
-Deterministic (sorted keys, fixed indentation) so that a render can be compared with the
-files on disk and with earlier revisions. Every top-level key lives in exactly one file:
-Orthanc refuses to start when two of its *.json files define the same key.
+Deterministic (sorted keys, fixed indentation) so a render can be compared with the files on
+disk and with earlier revisions. Every top-level key lives in exactly one file: Orthanc refuses
+to start when two of its *.json files define the same key.
 """
 
 import json
-from urllib.parse import urlsplit
 
-SECRET_FILES = {"credentials.json"}
+from django.utils import timezone
+
+from .lua import render_filter
+
+SECRET_FILES = {"credentials.json", "postgresql.json"}
+LUA_FILE = "access.lua"
+# Files the portal owns in the configuration folder; anything else there is left alone.
+OWNED_FILES = {"orthanc.json", "credentials.json", "postgresql.json", LUA_FILE}
+PLUGINS = {
+    "worklists": "libModalityWorklists.so",
+    "dicomweb": "libOrthancDicomWeb.so",
+    "postgresql": "libOrthancPostgreSQLIndex.so",
+}
+MASK = "••••••••"
 
 
 def dump(data) -> bytes:
     return (json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-def render_deployment(deployment) -> dict[str, bytes]:
-    port = urlsplit(deployment.orthanc_url).port or 8042
-    storage = deployment.storage_dir or f"{deployment.config_dir}/../storage"
-    main = {
-        "Name": deployment.name,
-        "HttpPort": port,
-        "RemoteAccessAllowed": False,
-        "AuthenticationEnabled": True,
-        "DicomServerEnabled": True,
-        "DicomAet": deployment.dicom_aet,
-        "DicomPort": deployment.dicom_port,
-        "StorageDirectory": storage,
-        "IndexDirectory": storage,
-        "DefaultEncoding": "Utf8",
-        "LimitFindResults": 100,
-        "LimitFindInstances": 100,
-        "ExecuteLuaEnabled": False,
-        "RestApiWriteToFileSystemEnabled": False,
-        "HttpsVerifyPeers": True,
-        "Plugins": [],
+def modality_entry(m) -> dict:
+    entry = {
+        "AET": m.aet,
+        "Host": m.host,
+        "Port": m.port,
+        "Manufacturer": m.manufacturer,
+        "AllowEcho": m.allow_echo,
+        "AllowFind": m.allow_find,
+        "AllowFindWorklist": m.allow_find_worklist,
+        "AllowGet": m.allow_get,
+        "AllowMove": m.allow_move,
+        "AllowStore": m.allow_store,
+        "AllowStorageCommitment": m.allow_storage_commitment,
     }
-    credentials = {"RegisteredUsers": {deployment.service_username: deployment.service_password}}
-    return {"orthanc.json": dump(main), "credentials.json": dump(credentials)}
+    if m.local_aet:
+        entry["LocalAet"] = m.local_aet
+    if m.timeout:
+        entry["Timeout"] = m.timeout
+    return entry
+
+
+def effective_roles(deployment, users, today=None) -> dict[str, tuple[str, str]]:
+    """username → (password, role) of the accounts that may log in today, the portal's first."""
+    today = today or timezone.localdate()
+    accounts = {u.username: (u.password, u.role) for u in users if u.is_effective(today)}
+    accounts[deployment.service_username] = (deployment.service_password, "admin")
+    return accounts
+
+
+def render_deployment(deployment, users=(), modalities=(), plugins_dir="/usr/share/orthanc/plugins", today=None):
+    d = deployment
+    storage = d.storage_dir or f"{d.config_dir}/../storage"
+    main = {
+        **(d.extra_config or {}),
+        "Name": d.name,
+        "HttpPort": d.http_port,
+        "RemoteAccessAllowed": d.remote_access_allowed,
+        "AuthenticationEnabled": d.authentication_enabled,
+        "SslEnabled": d.ssl_enabled,
+        "HttpsVerifyPeers": d.https_verify_peers,
+        "OrthancExplorerEnabled": d.orthanc_explorer_enabled,
+        "WebDavEnabled": d.webdav_enabled,
+        "ExecuteLuaEnabled": d.execute_lua_enabled,
+        "RestApiWriteToFileSystemEnabled": d.rest_api_write_to_file_system_enabled,
+        "DicomServerEnabled": d.dicom_server_enabled,
+        "DicomAet": d.dicom_aet,
+        "DicomPort": d.dicom_port,
+        "DicomCheckCalledAet": d.dicom_check_called_aet,
+        "DicomCheckModalityHost": d.dicom_check_modality_host,
+        "DicomAlwaysAllowEcho": d.dicom_always_allow_echo,
+        "DicomAlwaysAllowStore": d.dicom_always_allow_store,
+        "DicomAlwaysAllowFind": d.dicom_always_allow_find,
+        "DicomAlwaysAllowFindWorklist": d.dicom_always_allow_find_worklist,
+        "DicomAlwaysAllowGet": d.dicom_always_allow_get,
+        "DicomAlwaysAllowMove": d.dicom_always_allow_move,
+        "DicomModalities": {m.name: modality_entry(m) for m in modalities},
+        "LimitFindResults": d.limit_find_results,
+        "LimitFindInstances": d.limit_find_instances,
+        "OverwriteInstances": d.overwrite_instances,
+        "StorageCompression": d.storage_compression,
+        "ConcurrentJobs": d.concurrent_jobs,
+        "DeidentifyLogs": d.deidentify_logs,
+        "DeidentifyLogsDicomVersion": d.deidentify_logs_dicom_version,
+        "DefaultEncoding": d.default_encoding,
+        "TcpNoDelay": d.tcp_no_delay,
+        "KeepAlive": d.keep_alive,
+        "StorageAccessOnFind": d.storage_access_on_find,
+        "SaveJobs": d.save_jobs,
+        "StorageDirectory": storage,
+        "IndexDirectory": d.index_dir or storage,
+        "LuaScripts": [f"{d.config_dir}/{LUA_FILE}"],
+    }
+    if d.ssl_enabled:
+        main["SslCertificate"] = d.ssl_certificate
+    plugins = []
+    if d.worklists_enabled:
+        plugins.append(f"{plugins_dir}/{PLUGINS['worklists']}")
+        main["Worklists"] = {"Enable": True, "Database": d.worklist_folder}
+    if d.dicomweb_enabled:
+        plugins.append(f"{plugins_dir}/{PLUGINS['dicomweb']}")
+        main["DicomWeb"] = {"Enable": True, "Root": d.dicomweb_root}
+    files = {}
+    if d.index_backend == d.IndexBackend.POSTGRESQL:
+        plugins.append(f"{plugins_dir}/{PLUGINS['postgresql']}")
+        files["postgresql.json"] = dump(
+            {
+                "PostgreSQL": {
+                    "EnableIndex": True,
+                    "EnableStorage": False,
+                    "Host": d.pg_host,
+                    "Port": d.pg_port,
+                    "Database": d.pg_database,
+                    "Username": d.pg_user,
+                    "Password": d.pg_password,
+                    "EnableSsl": d.pg_tls,
+                }
+            }
+        )
+    main["Plugins"] = plugins
+    accounts = effective_roles(d, users, today)
+    files["orthanc.json"] = dump(main)
+    files["credentials.json"] = dump({"RegisteredUsers": {name: pw for name, (pw, _) in accounts.items()}})
+    files[LUA_FILE] = render_filter({name: role for name, (_, role) in accounts.items()})
+    return files
+
+
+def render_for(deployment, today=None, plugins_dir=None):
+    """Render from the database rows of a saved deployment."""
+    from django.conf import settings
+
+    return render_deployment(
+        deployment,
+        users=list(deployment.orthanc_users.all()),
+        modalities=list(deployment.modalities.all()),
+        plugins_dir=plugins_dir or settings.ORTHANC_PLUGINS_DIR,
+        today=today,
+    )
 
 
 def file_mode(filename) -> int:
     return 0o600 if filename in SECRET_FILES else 0o644
+
+
+def masked(files: dict[str, bytes]) -> dict[str, str]:
+    """The files as text with every password replaced, for previews and diffs."""
+    out = {}
+    for name, data in files.items():
+        text = data.decode("utf-8")
+        if name == "credentials.json":
+            users = json.loads(text)["RegisteredUsers"]
+            text = dump({"RegisteredUsers": dict.fromkeys(users, MASK)}).decode()
+        elif name == "postgresql.json":
+            pg = json.loads(text)
+            pg["PostgreSQL"]["Password"] = MASK
+            text = dump(pg).decode()
+        out[name] = text
+    return out

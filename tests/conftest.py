@@ -89,20 +89,24 @@ def admin_client(client, admin_user):
 class OrthancInstance:
     """A real Orthanc (Debian package) configured by the portal's own renderer."""
 
-    def __init__(self, base: Path, slug="test"):
+    def __init__(self, base: Path, slug="test", **fields):
         self.base = base
         http_port, dicom_port = free_port(), free_port()
+        self.users, self.modalities = [], []
         self.deployment = Deployment(
             name=f"Test clinic {slug}",
             slug=slug,
             orthanc_url=f"http://127.0.0.1:{http_port}",
+            http_port=http_port,
             service_username="portal",
             service_password=secrets.token_urlsafe(24),
             config_dir=str(base / "config"),
             storage_dir=str(base / "storage"),
+            worklists_dir=str(base / "worklists"),
             dicom_aet="TESTPACS",
             dicom_port=dicom_port,
             service_kind=Deployment.ServiceKind.LOCAL,
+            **fields,
         )
         self.url = self.deployment.orthanc_url
         self.auth = (self.deployment.service_username, self.deployment.service_password)
@@ -112,7 +116,9 @@ class OrthancInstance:
         folder = Path(self.deployment.config_dir)
         folder.mkdir(parents=True, exist_ok=True)
         Path(self.deployment.storage_dir).mkdir(parents=True, exist_ok=True)
-        for name, data in render_deployment(self.deployment).items():
+        Path(self.deployment.worklist_folder).mkdir(parents=True, exist_ok=True)
+        files = render_deployment(self.deployment, self.users, self.modalities, plugins_dir=settings.ORTHANC_PLUGINS_DIR)
+        for name, data in files.items():
             atomic_write(folder / name, data, mode=file_mode(name))
 
     def start(self):
@@ -129,6 +135,11 @@ class OrthancInstance:
         self.deployment.pk = None
         self.deployment._state.adding = True
         self.deployment.save()
+        for row in self.users + self.modalities:
+            row.pk = None
+            row._state.adding = True
+            row.deployment = self.deployment
+            row.save()
         return self.deployment
 
     def client(self):
@@ -142,8 +153,8 @@ def orthanc_factory(tmp_path):
     require_binary(settings.ORTHANC_BINARY, "orthanc")
     started = []
 
-    def make(slug="test", start=True):
-        instance = OrthancInstance(tmp_path / f"orthanc-{slug}-{uuid.uuid4().hex[:6]}", slug=slug)
+    def make(slug="test", start=True, **fields):
+        instance = OrthancInstance(tmp_path / f"orthanc-{slug}-{uuid.uuid4().hex[:6]}", slug=slug, **fields)
         instance.write_config()
         if start:
             instance.start()

@@ -22,3 +22,6 @@ os.environ["EMAIL_URL"] = "consolemail://"
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
 from portal.settings import *  # noqa: E402, F403
+
+# Hashing is not under test: the fast hasher keeps the permission matrix quick.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # noqa: S303
