@@ -1,12 +1,12 @@
 from django.urls import path
 
-from . import views
+from .views import deployment
 
 app_name = "deployments"
 urlpatterns = [
-    path("", views.deployment_list, name="list"),
-    path("new/", views.deployment_create, name="create"),
-    path("<slug:slug>/", views.deployment_detail, name="detail"),
-    path("<slug:slug>/edit/", views.deployment_edit, name="edit"),
-    path("<slug:slug>/check/", views.deployment_check, name="check"),
+    path("", deployment.deployment_list, name="list"),
+    path("new/", deployment.deployment_create, name="create"),
+    path("<slug:slug>/", deployment.deployment_detail, name="detail"),
+    path("<slug:slug>/edit/", deployment.deployment_edit, name="edit"),
+    path("<slug:slug>/check/", deployment.deployment_check, name="check"),
 ]

@@ -6,9 +6,9 @@ from portal import audit, jobs
 from portal.models import Job
 from portal.roles import require_perm
 
-from .forms import DeploymentForm
-from .models import Deployment
-from .status import deployment_status
+from ..forms import DeploymentForm
+from ..models import Deployment
+from ..status import deployment_status
 
 
 @require_perm("deployments.view_deployment")
