@@ -7,7 +7,9 @@ demo deployment of ``make run``, the tests and single-host installs.
 
 import os
 import signal
-import subprocess  # nosec B404: fixed argument lists, never a shell
+
+# Fixed argument lists, never a shell.
+import subprocess  # nosec B404
 import time
 from pathlib import Path
 
@@ -32,7 +34,9 @@ class LocalService:
 
     @classmethod
     def for_deployment(cls, deployment):
-        return cls(deployment.config_dir, deployment.orthanc_url, (deployment.service_username, deployment.service_password))
+        return cls(
+            deployment.config_dir, deployment.orthanc_url, (deployment.service_username, deployment.service_password)
+        )
 
     def pid(self):
         try:
@@ -55,11 +59,14 @@ class LocalService:
         if self.is_running():
             return self.pid()
         if not Path(self.binary).exists():
-            raise ServiceError(f"{self.binary} not found: install the Debian package with 'apt-get install orthanc' (make run does)")
+            raise ServiceError(
+                f"{self.binary} not found: install the Debian package with 'apt-get install orthanc' (make run does)"
+            )
         self.run_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "TCP_NODELAY": "1"}  # removes ~40 ms of Nagle delay per DICOM association
         with open(self.log_file, "ab") as log:
-            proc = subprocess.Popen(  # nosec B603: fixed binary, argument is our own folder
+            # Fixed binary, argument is our own folder.
+            proc = subprocess.Popen(  # nosec B603
                 [self.binary, str(self.config_dir)],
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -20,7 +20,9 @@ def decrypt(token: str) -> str:
     try:
         return _fernet().decrypt(token.encode()).decode()
     except InvalidToken as exc:
-        raise ValueError("cannot decrypt a secret: FIELD_ENCRYPTION_KEY differs from the one it was saved with") from exc
+        raise ValueError(
+            "cannot decrypt a secret: FIELD_ENCRYPTION_KEY differs from the one it was saved with"
+        ) from exc
 
 
 class EncryptedTextField(models.TextField):

@@ -104,4 +104,3 @@ def jobs_reconcile() -> dict:
     )
     sent = sum(send(job_id) for job_id in resend)
     return {"resent": sent, "unsent": len(resend) - sent, "revived": revived, "given_up": given_up}
-

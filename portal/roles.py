@@ -29,9 +29,7 @@ def sync_roles(apps=None):
         from django.apps import apps
     Group = apps.get_model("auth", "Group")
     Permission = apps.get_model("auth", "Permission")
-    perms = list(
-        Permission.objects.filter(content_type__app_label__in=MANAGED_APPS).select_related("content_type")
-    )
+    perms = list(Permission.objects.filter(content_type__app_label__in=MANAGED_APPS).select_related("content_type"))
     for name, patterns in ROLE_PERMISSIONS.items():
         group, _ = Group.objects.get_or_create(name=name)
         wanted = [p for p in perms if any(fnmatch(f"{p.content_type.app_label}.{p.codename}", pat) for pat in patterns)]

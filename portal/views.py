@@ -1,5 +1,6 @@
 import secrets
 
+from axes.utils import reset as axes_reset
 from django.contrib import messages
 from django.contrib.auth.models import User
 from django.core.paginator import Paginator
@@ -7,7 +8,6 @@ from django.db import connection
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
-from axes.utils import reset as axes_reset
 
 from deployments.models import Deployment
 from deployments.status import deployment_status

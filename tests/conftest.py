@@ -117,7 +117,9 @@ class OrthancInstance:
         folder.mkdir(parents=True, exist_ok=True)
         Path(self.deployment.storage_dir).mkdir(parents=True, exist_ok=True)
         Path(self.deployment.worklist_folder).mkdir(parents=True, exist_ok=True)
-        files = render_deployment(self.deployment, self.users, self.modalities, plugins_dir=settings.ORTHANC_PLUGINS_DIR)
+        files = render_deployment(
+            self.deployment, self.users, self.modalities, plugins_dir=settings.ORTHANC_PLUGINS_DIR
+        )
         for name, data in files.items():
             atomic_write(folder / name, data, mode=file_mode(name))
 
@@ -249,10 +251,30 @@ def celery_worker_factory(redis_server, transactional_db, tmp_path):
         }
         with open(log, "wb") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "portal", "worker", "-n", name, "-Q", ",".join(queues),
-                 "--pool", "prefork", "--concurrency", str(concurrency), "-l", "info", "--without-mingle",
-                 "--without-gossip"],
-                cwd=ROOT, env=environ, stdout=out, stderr=subprocess.STDOUT,
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "portal",
+                    "worker",
+                    "-n",
+                    name,
+                    "-Q",
+                    ",".join(queues),
+                    "--pool",
+                    "prefork",
+                    "--concurrency",
+                    str(concurrency),
+                    "-l",
+                    "info",
+                    "--without-mingle",
+                    "--without-gossip",
+                ],
+                cwd=ROOT,
+                env=environ,
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
         worker = Worker(proc, name, log)
         workers.append(worker)

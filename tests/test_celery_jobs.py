@@ -50,12 +50,24 @@ def test_a_job_queued_while_redis_is_down_is_kept_and_run_once_redis_returns(
     assert "Queued for later" in response.content.decode()
 
     # Redis comes back on the same port; the reconciler (beat's safety net) sends the job again.
-    from tests.conftest import _redis_ping
     import subprocess
 
+    from tests.conftest import _redis_ping
+
     redis_server["proc"] = subprocess.Popen(
-        [redis_server["binary"], "--bind", "127.0.0.1", "--port", str(redis_server["port"]), "--dir",
-         str(redis_server["folder"]), "--save", "", "--appendonly", "no"],
+        [
+            redis_server["binary"],
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(redis_server["port"]),
+            "--dir",
+            str(redis_server["folder"]),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
         stdout=subprocess.DEVNULL,
     )
     wait_for(lambda: _redis_ping(redis_server["url"]), message="redis to come back")
@@ -70,7 +82,9 @@ def test_a_job_queued_while_redis_is_down_is_kept_and_run_once_redis_returns(
 @pytest.mark.orthanc
 def test_a_second_delivery_of_the_same_job_does_nothing(orthanc, orthanc_deployment, celery_worker_factory):
     celery_worker_factory(queues=[orthanc_deployment.queue])
-    job = Job.objects.create(kind="deployments.deployment_check", target_id=orthanc_deployment.pk, queue=orthanc_deployment.queue)
+    job = Job.objects.create(
+        kind="deployments.deployment_check", target_id=orthanc_deployment.pk, queue=orthanc_deployment.queue
+    )
 
     jobs.send(job.pk)
     wait_for(lambda: _job_state(job.pk), timeout=20, message="the first delivery")

@@ -54,7 +54,9 @@ def test_dashboard_says_unreachable_with_the_time_of_the_last_success_when_ortha
     assert f"Last success: {orthanc_deployment.last_ok_at.astimezone():%Y-%m-%d}" in html
 
 
-def test_dashboard_says_authentication_failed_when_the_portal_password_is_wrong(orthanc, orthanc_deployment, admin_client):
+def test_dashboard_says_authentication_failed_when_the_portal_password_is_wrong(
+    orthanc, orthanc_deployment, admin_client
+):
     orthanc_deployment.service_password = "not-the-password"
     orthanc_deployment.save()
 

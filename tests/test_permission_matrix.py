@@ -54,8 +54,12 @@ class World:
             self.users[role] = user
         self.admin, self.scheduler, self.viewer = (self.users[r] for r in (ADMIN, SCHEDULER, VIEWER))
         self.deployment = Deployment.objects.create(
-            name="Matrix clinic", slug="matrix", orthanc_url="http://127.0.0.1:9", service_password="x" * 24,
-            config_dir="/nonexistent/config", service_kind=Deployment.ServiceKind.NONE,
+            name="Matrix clinic",
+            slug="matrix",
+            orthanc_url="http://127.0.0.1:9",
+            service_password="x" * 24,
+            config_dir="/nonexistent/config",
+            service_kind=Deployment.ServiceKind.NONE,
         )
         for hook in WORLD_HOOKS:
             hook(self)

@@ -9,7 +9,9 @@ import os
 import secrets
 import shutil
 import signal
-import subprocess  # nosec B404: fixed argument lists, never a shell
+
+# Fixed argument lists, never a shell.
+import subprocess  # nosec B404
 import sys
 import time
 from pathlib import Path
@@ -83,7 +85,9 @@ class Command(BaseCommand):
         self.spawn("web server", [sys.executable, "manage.py", "runserver", "--noreload", f"{host}:{port}"])
 
         self.stdout.write(self.style.SUCCESS(f"\nThe portal runs at http://{host}:{port}/"))
-        self.stdout.write(f"Demo Orthanc: {deployment.orthanc_url} (DICOM {deployment.dicom_aet} on port {deployment.dicom_port})")
+        self.stdout.write(
+            f"Demo Orthanc: {deployment.orthanc_url} (DICOM {deployment.dicom_aet} on port {deployment.dicom_port})"
+        )
         if password:
             self.stdout.write(self.style.WARNING(f"First Admin: user 'admin', password '{password}' (shown once)"))
         self.stdout.write("Press Ctrl-C to stop everything.\n")
@@ -107,8 +111,19 @@ class Command(BaseCommand):
         folder.mkdir(parents=True, exist_ok=True)
         self.spawn(
             "redis",
-            [binary, "--bind", "127.0.0.1", "--port", str(parts.port or 6379), "--dir", str(folder),
-             "--appendonly", "yes", "--save", ""],
+            [
+                binary,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(parts.port or 6379),
+                "--dir",
+                str(folder),
+                "--appendonly",
+                "yes",
+                "--save",
+                "",
+            ],
         )
         for _ in range(50):
             if redis_answers(url):
@@ -117,15 +132,16 @@ class Command(BaseCommand):
         raise CommandError("Redis did not start: see its output above")
 
     def spawn(self, name, argv):
-        proc = subprocess.Popen(argv, cwd=settings.BASE_DIR, start_new_session=True)  # nosec B603: fixed argv
+        # Fixed argv.
+        proc = subprocess.Popen(argv, cwd=settings.BASE_DIR, start_new_session=True)  # nosec B603
         self.children.append((name, proc))
         return proc
 
     def stop_all(self):
-        for name, proc in reversed(self.children):
+        for _name, proc in reversed(self.children):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        for name, proc in reversed(self.children):
+        for _name, proc in reversed(self.children):
             try:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:

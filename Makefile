@@ -1,0 +1,39 @@
+# The two commands of the README: `make run` and `make test`. Both install what is missing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export DEBUG ?= 1
+
+.PHONY: run test lint bench system-packages system-packages-test venv
+
+run: system-packages venv
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py runportal
+
+test: system-packages-test venv lint
+	$(PY) -m pytest
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/bandit -q -ll -c pyproject.toml -r portal deployments worklists
+	$(PY) manage.py makemigrations --check --dry-run
+
+bench: system-packages-test venv
+	$(PY) bench/run.py
+
+system-packages:
+	@scripts/install-system-packages run
+
+system-packages-test:
+	@scripts/install-system-packages test
+
+venv: $(VENV)/.installed
+
+# Re-installed only when the pinned requirements change.
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
