@@ -20,8 +20,16 @@ class DeploymentForm(forms.ModelForm):
     class Meta:
         model = Deployment
         fields = [
-            "name", "slug", "orthanc_url", "service_username", "service_password",
-            "config_dir", "storage_dir", "dicom_aet", "dicom_port", "service_kind",
+            "name",
+            "slug",
+            "orthanc_url",
+            "service_username",
+            "service_password",
+            "config_dir",
+            "storage_dir",
+            "dicom_aet",
+            "dicom_port",
+            "service_kind",
         ]
 
     def clean_service_password(self):

@@ -72,4 +72,6 @@ class OrthancClient:
         return self.get_json("/statistics")
 
     def upload(self, dicom_bytes):
-        return self.request("POST", "/instances", data=dicom_bytes, headers={"Content-Type": "application/dicom"}).json()
+        return self.request(
+            "POST", "/instances", data=dicom_bytes, headers={"Content-Type": "application/dicom"}
+        ).json()

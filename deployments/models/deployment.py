@@ -74,29 +74,37 @@ class Deployment(models.Model):
         "the port can read, change and delete patients.",
     )
     ssl_enabled = models.BooleanField(
-        "HTTPS", default=False,
+        "HTTPS",
+        default=False,
         help_text="Encrypts the REST API. Without it, passwords and images cross the network in clear text.",
     )
     ssl_certificate = models.CharField(
-        "HTTPS certificate", max_length=255, blank=True,
+        "HTTPS certificate",
+        max_length=255,
+        blank=True,
         help_text="PEM file holding the certificate and its private key, on the Orthanc host.",
     )
     https_verify_peers = models.BooleanField(
-        "verify HTTPS peers", default=True,
+        "verify HTTPS peers",
+        default=True,
         help_text="Orthanc checks the certificates of servers it calls. Off allows a man in the middle.",
     )
     orthanc_explorer_enabled = models.BooleanField(
         default=True, help_text="Orthanc's built-in web interface. Turn it off on a server reachable from the network."
     )
     webdav_enabled = models.BooleanField(
-        "WebDAV", default=False, help_text="Mounts the archive as a network drive: another door to every image. Keep off."
+        "WebDAV",
+        default=False,
+        help_text="Mounts the archive as a network drive: another door to every image. Keep off.",
     )
     execute_lua_enabled = models.BooleanField(
-        "allow Lua over REST", default=False,
+        "allow Lua over REST",
+        default=False,
         help_text="Lets /tools/execute-script run any Lua code sent over HTTP: full control of the server. Keep off.",
     )
     rest_api_write_to_file_system_enabled = models.BooleanField(
-        "REST API may write files", default=False,
+        "REST API may write files",
+        default=False,
         help_text="Lets the REST API write files anywhere Orthanc may write. Keep off.",
     )
 
@@ -105,16 +113,21 @@ class Deployment(models.Model):
         "DICOM server", default=True, help_text="The ultrasound machines talk to Orthanc through DICOM."
     )
     dicom_aet = models.CharField(
-        "DICOM AE title", max_length=16, default="ORTHANC", validators=[aet_validator],
+        "DICOM AE title",
+        max_length=16,
+        default="ORTHANC",
+        validators=[aet_validator],
         help_text="The name the machines call Orthanc by.",
     )
     dicom_port = models.PositiveIntegerField("DICOM port", default=4242, validators=port_validators)
     dicom_check_called_aet = models.BooleanField(
-        "check the called AE title", default=True,
+        "check the called AE title",
+        default=True,
         help_text="Refuse associations addressed to another AE title: catches misconfigured machines.",
     )
     dicom_check_modality_host = models.BooleanField(
-        "check modality addresses", default=True,
+        "check modality addresses",
+        default=True,
         help_text="A known AE title is accepted only from its registered IP address, so another device "
         "cannot borrow a machine's name. Modality hosts must then be IP addresses.",
     )
@@ -122,14 +135,16 @@ class Deployment(models.Model):
         "any device may C-ECHO", default=False, help_text="Off: only registered modalities with Echo allowed."
     )
     dicom_always_allow_store = models.BooleanField(
-        "any device may C-STORE", default=False,
+        "any device may C-STORE",
+        default=False,
         help_text="On: any device on the network can push images into the archive. Orthanc's own default is on.",
     )
     dicom_always_allow_find = models.BooleanField(
         "any device may C-FIND", default=False, help_text="On: any device can search the patients of the archive."
     )
     dicom_always_allow_find_worklist = models.BooleanField(
-        "any device may query the worklist", default=False,
+        "any device may query the worklist",
+        default=False,
         help_text="On: any device can read the day's scheduled patients.",
     )
     dicom_always_allow_get = models.BooleanField(
@@ -139,7 +154,8 @@ class Deployment(models.Model):
         "any device may C-MOVE", default=False, help_text="On: any device can have studies sent to a known modality."
     )
     limit_find_results = models.PositiveIntegerField(
-        default=100, validators=[MaxValueValidator(100000)],
+        default=100,
+        validators=[MaxValueValidator(100000)],
         help_text="Most answers to one C-FIND or /tools/find. 0 means no limit: one broad query can then "
         "stall the server and lists the whole archive.",
     )
@@ -157,11 +173,15 @@ class Deployment(models.Model):
         default=True, help_text="Keeps patient names and IDs out of Orthanc's log files."
     )
     deidentify_logs_dicom_version = models.CharField(
-        max_length=8, default="2021b", choices=[("2008", "2008"), ("2017c", "2017c"), ("2021b", "2021b")],
+        max_length=8,
+        default="2021b",
+        choices=[("2008", "2008"), ("2017c", "2017c"), ("2021b", "2021b")],
         help_text="Which edition of the DICOM de-identification rules the logs follow.",
     )
     default_encoding = models.CharField(
-        max_length=16, choices=Encoding.choices, default=Encoding.UTF8,
+        max_length=16,
+        choices=Encoding.choices,
+        default=Encoding.UTF8,
         help_text="With Latin-1, Orthanc's own default, a worklist answer silently drops every letter outside "
         "Latin-1 (Łukasiewicz becomes ukasiewicz). UTF-8 keeps names intact.",
     )
@@ -170,7 +190,9 @@ class Deployment(models.Model):
     )
     keep_alive = models.BooleanField(default=True, help_text="Reuses HTTP connections.")
     storage_access_on_find = models.CharField(
-        max_length=8, choices=StorageAccess.choices, default=StorageAccess.ANSWERS,
+        max_length=8,
+        choices=StorageAccess.choices,
+        default=StorageAccess.ANSWERS,
         help_text="Whether a C-FIND may read files from disk; Answers reads only for the matches.",
     )
     save_jobs = models.BooleanField(default=True, help_text="Keep the jobs list across restarts.")

@@ -39,14 +39,20 @@ class Modality(models.Model):
     allow_store = models.BooleanField("C-STORE", default=True, help_text="May send images to Orthanc.")
     allow_storage_commitment = models.BooleanField("storage commitment", default=False)
     local_aet = models.CharField(
-        "local AE title", max_length=16, blank=True, validators=[aet_validator],
+        "local AE title",
+        max_length=16,
+        blank=True,
+        validators=[aet_validator],
         help_text="The AE title Orthanc uses when it calls this device. Empty: Orthanc's own.",
     )
     timeout = models.PositiveIntegerField(
         default=0, validators=[MaxValueValidator(3600)], help_text="Seconds; 0 uses Orthanc's default."
     )
     charset = models.CharField(
-        "character set", max_length=16, choices=Charset.choices, default=Charset.LATIN1,
+        "character set",
+        max_length=16,
+        choices=Charset.choices,
+        default=Charset.LATIN1,
         help_text="What the device can display. A patient name it cannot show is refused when scheduled.",
     )
     station_name = models.CharField(max_length=16, blank=True, help_text="Scheduled station name in the worklist.")

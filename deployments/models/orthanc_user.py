@@ -29,7 +29,9 @@ class OrthancUser(models.Model):
     password = EncryptedTextField()
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
     is_active = models.BooleanField("active", default=True)
-    expires_on = models.DateField(null=True, blank=True, help_text="Optional: the account stops working after this day.")
+    expires_on = models.DateField(
+        null=True, blank=True, help_text="Optional: the account stops working after this day."
+    )
     password_changed_at = models.DateTimeField(default=timezone.now)
     created_at = models.DateTimeField(default=timezone.now)
 
