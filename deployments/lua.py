@@ -25,6 +25,11 @@ function IncomingHttpRequestFilter(method, uri, ip, username, httpHeaders)
     return false
   end
   if role == "admin" then
+    -- The portal's push asks with this header whether Orthanc runs this very configuration.
+    local asked = httpHeaders["x-portal-probe"]
+    if asked ~= nil then
+      return asked == probe
+    end
     return true
   end
   local path = normalize(uri)
@@ -52,9 +57,10 @@ def lua_string(value: str) -> str:
     return '"' + "".join(out) + '"'
 
 
-def render_filter(roles: dict[str, str]) -> bytes:
-    """``roles`` maps each effective username to admin, operator, viewer or uploader."""
-    lines = [HEADER, "local roles = {"]
+def render_filter(roles: dict[str, str], probe: str = "") -> bytes:
+    """``roles`` maps each effective username to admin, operator, viewer or uploader; ``probe``
+    is the token by which the push recognises this configuration once Orthanc has loaded it."""
+    lines = [HEADER, f"local probe = {lua_string(probe)}", "local roles = {"]
     for username in sorted(roles):
         lines.append(f"  [{lua_string(username)}] = {lua_string(roles[username])},")
     lines.append("}")

@@ -5,7 +5,9 @@ disk and with earlier revisions. Every top-level key lives in exactly one file: 
 to start when two of its *.json files define the same key.
 """
 
+import hashlib
 import json
+import re
 
 from django.utils import timezone
 
@@ -127,10 +129,25 @@ def render_deployment(deployment, users=(), modalities=(), plugins_dir="/usr/sha
         )
     main["Plugins"] = plugins
     accounts = effective_roles(d, users, today)
+    roles = {name: role for name, (_, role) in accounts.items()}
     files["orthanc.json"] = dump(main)
     files["credentials.json"] = dump({"RegisteredUsers": {name: pw for name, (pw, _) in accounts.items()}})
-    files[LUA_FILE] = render_filter({name: role for name, (_, role) in accounts.items()})
+    files[LUA_FILE] = render_filter(roles, probe_token(files, roles))
     return files
+
+
+def probe_token(files, roles) -> str:
+    """A digest of everything else the configuration holds: it changes with any change."""
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(name.encode() + b"\0" + files[name] + b"\0")
+    digest.update(json.dumps(roles, sort_keys=True).encode())
+    return digest.hexdigest()[:32]
+
+
+def probe_of(files) -> str:
+    match = re.search(r'^local probe = "([^"]*)"', files.get(LUA_FILE, b"").decode(), re.M)
+    return match.group(1) if match else ""
 
 
 def render_for(deployment, today=None, plugins_dir=None):

@@ -6,6 +6,7 @@ demo deployment of ``make run``, the tests and single-host installs.
 """
 
 import os
+import shlex
 import signal
 
 # Fixed argument lists, never a shell.
@@ -132,7 +133,79 @@ class LocalService:
         return "\n".join(text.splitlines()[-lines:])
 
 
+class CommandService:
+    """Orthanc run by systemd, Docker or the clinic's own scripts: start and stop are commands
+    (argument lists, never a shell); "running" means the REST API answers."""
+
+    def __init__(self, start_argv, stop_argv, url, auth, log_argv=None):
+        self.start_argv, self.stop_argv, self.log_argv = start_argv, stop_argv, log_argv
+        self.url, self.auth = url, auth
+
+    @classmethod
+    def for_deployment(cls, d):
+        url, auth = d.orthanc_url, (d.service_username, d.service_password)
+        if d.service_kind == d.ServiceKind.SYSTEMD:
+            unit = d.service_name
+            return cls(
+                ["systemctl", "start", unit],
+                ["systemctl", "stop", unit],
+                url,
+                auth,
+                ["journalctl", "-u", unit, "-n", "20", "--no-pager"],
+            )
+        if d.service_kind == d.ServiceKind.DOCKER:
+            name = d.service_name
+            return cls(
+                ["docker", "start", name], ["docker", "stop", name], url, auth, ["docker", "logs", "--tail", "20", name]
+            )
+        return cls(shlex.split(d.start_command), shlex.split(d.stop_command), url, auth)
+
+    def _run(self, argv, timeout=60):
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)  # nosec B603
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise ServiceError(f"{argv[0]} failed: {exc}") from exc
+        if done.returncode:
+            raise ServiceError(f"{' '.join(argv)} exited with {done.returncode}: {done.stderr.strip()[-500:]}")
+        return done.stdout
+
+    def is_running(self):
+        try:
+            OrthancClient(self.url, *self.auth, timeout=2).system()
+            return True
+        except OrthancError:
+            return False
+
+    def start(self, wait=30.0):
+        self._run(self.start_argv)
+        if wait:
+            self.wait_until_up(timeout=wait)
+
+    def stop(self, timeout=30.0):
+        self._run(self.stop_argv, timeout=timeout)
+
+    def wait_until_up(self, proc=None, timeout=30.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.is_running():
+                return
+            time.sleep(0.2)
+        raise ServiceError(f"Orthanc did not answer within {timeout:.0f} s after start")
+
+    def log_tail(self, lines=20):
+        if not self.log_argv:
+            return ""
+        try:
+            return self._run(self.log_argv, timeout=10)
+        except ServiceError as exc:
+            return str(exc)
+
+
 def service_for(deployment):
-    if deployment.service_kind == deployment.ServiceKind.LOCAL:
+    """The deployment's service control, or None when the portal cannot start or stop it."""
+    kinds = deployment.ServiceKind
+    if deployment.service_kind == kinds.LOCAL:
         return LocalService.for_deployment(deployment)
+    if deployment.service_kind in (kinds.SYSTEMD, kinds.DOCKER, kinds.COMMANDS):
+        return CommandService.for_deployment(deployment)
     return None

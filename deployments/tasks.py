@@ -3,6 +3,7 @@ from celery import shared_task
 from portal.jobs import job_task
 
 from .models import Deployment
+from .push import deployment_push
 from .status import deployment_status
 
 
@@ -24,3 +25,6 @@ deployment_check_task = job_task("deployments.deployment_check")(deployment_chec
 def check_all_task():
     for deployment in Deployment.objects.all():
         deployment_status(deployment)
+
+
+deployment_push_task = job_task("deployments.deployment_push")(deployment_push)

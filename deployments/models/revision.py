@@ -34,6 +34,9 @@ class ConfigRevision(models.Model):
     error = models.TextField(blank=True)
     log_tail = models.TextField(blank=True)
     files_json = EncryptedTextField(blank=True)
+    # The models the files were rendered from (settings, users, modalities), so that a rollback
+    # restores them too and the next save does not undo it. Encrypted: it holds passwords.
+    state_json = EncryptedTextField(blank=True)
     fingerprint = models.CharField(max_length=64, blank=True)
     rollback_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL)
 
@@ -43,6 +46,10 @@ class ConfigRevision(models.Model):
 
     def __str__(self):
         return f"{self.deployment} revision {self.number}"
+
+    @property
+    def model_state(self) -> dict:
+        return json.loads(self.state_json or "{}")
 
     @property
     def files(self) -> dict[str, bytes]:

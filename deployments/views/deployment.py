@@ -7,7 +7,8 @@ from portal.models import Job
 from portal.roles import require_perm
 
 from ..forms import DeploymentForm
-from ..models import Deployment
+from ..models import ConfigRevision, Deployment
+from ..push import revision_create
 from ..status import deployment_status
 
 
@@ -21,7 +22,11 @@ def deployment_create(request):
     form = DeploymentForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         deployment = audit.save_form(request, form)
-        messages.success(request, f"Deployment {deployment} created.")
+        messages.success(
+            request,
+            f"Deployment {deployment} created. Nothing was written to Orthanc yet: import its existing "
+            "configuration, or preview and push the portal's.",
+        )
         return redirect(deployment)
     return render(request, "deployments/form.html", {"form": form})
 
@@ -30,11 +35,24 @@ def deployment_create(request):
 def deployment_detail(request, slug):
     deployment = get_object_or_404(Deployment, slug=slug)
     recent_jobs = Job.objects.filter(kind__startswith="deployments.", target_id=deployment.pk)[:10]
+    revisions = deployment.revisions.select_related("created_by")[:5]
     return render(
         request,
         "deployments/detail.html",
-        {"deployment": deployment, "status": deployment_status(deployment), "jobs": recent_jobs},
+        {
+            "deployment": deployment,
+            "status": deployment_status(deployment),
+            "jobs": recent_jobs,
+            "revisions": revisions,
+            "failed_revision": failed_banner(deployment),
+        },
     )
+
+
+def failed_banner(deployment):
+    """The newest finished revision, if it failed: the page says so until a push succeeds."""
+    last = deployment.revisions.exclude(state__in=["pending", "superseded", "applying"]).first()
+    return last if last is not None and last.state == ConfigRevision.State.FAILED else None
 
 
 @require_perm("deployments.change_deployment")
@@ -43,7 +61,8 @@ def deployment_edit(request, slug):
     form = DeploymentForm(request.POST or None, instance=deployment)
     if request.method == "POST" and form.is_valid():
         audit.save_form(request, form)
-        messages.success(request, "Saved.")
+        revision = revision_create(deployment, request.user, reason="settings saved")
+        messages.success(request, f"Saved. Revision {revision.number} is being pushed to Orthanc.")
         return redirect(deployment)
     return render(request, "deployments/form.html", {"form": form, "deployment": deployment})
 

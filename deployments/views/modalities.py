@@ -1,0 +1,72 @@
+"""DICOM modalities: the ultrasound machines and peers Orthanc knows."""
+
+from django.contrib import messages
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from portal import audit
+from portal.models import AuditEntry
+from portal.roles import require_perm
+
+from ..forms import ModalityForm
+from ..models import Deployment, Modality
+from ..orthanc import OrthancClient, OrthancError
+from ..push import revision_create
+
+
+@require_perm("deployments.view_deployment")
+def modality_index(request):
+    deployments = Deployment.objects.prefetch_related("modalities")
+    return render(request, "deployments/modalities.html", {"deployments": deployments})
+
+
+@require_perm("deployments.change_deployment")
+def modality_edit(request, slug, pk=None):
+    deployment = get_object_or_404(Deployment, slug=slug)
+    modality = get_object_or_404(Modality, pk=pk, deployment=deployment) if pk else None
+    form = ModalityForm(request.POST or None, instance=modality, deployment=deployment)
+    if request.method == "POST" and form.is_valid():
+        saved = audit.save_form(request, form)
+        revision_create(deployment, request.user, reason=f"modality {saved.name} saved")
+        messages.success(request, f"Saved {saved.name}; the change is being pushed to Orthanc.")
+        return redirect("deployments:modalities")
+    return render(
+        request, "deployments/modality_form.html", {"form": form, "deployment": deployment, "modality": modality}
+    )
+
+
+@require_POST
+@require_perm("deployments.change_deployment")
+def modality_delete(request, slug, pk):
+    deployment = get_object_or_404(Deployment, slug=slug)
+    modality = get_object_or_404(Modality, pk=pk, deployment=deployment)
+    name = modality.name
+    audit.delete(request, modality)
+    revision_create(deployment, request.user, reason=f"modality {name} deleted")
+    messages.success(request, f"Deleted {name}; the change is being pushed to Orthanc.")
+    return redirect("deployments:modalities")
+
+
+@require_POST
+@require_perm("deployments.change_deployment")
+def modality_echo(request, slug, pk):
+    """C-ECHO from Orthanc to the device, through Orthanc's own REST API."""
+    deployment = get_object_or_404(Deployment, slug=slug)
+    modality = get_object_or_404(Modality, pk=pk, deployment=deployment)
+    try:
+        OrthancClient.for_deployment(deployment, timeout=15).post_json(
+            f"/modalities/{modality.name}/echo", {"Timeout": 10}
+        )
+    except OrthancError as exc:
+        reason = str(exc)
+        if "404" in reason or "Inexistent" in reason or "Unknown" in reason:
+            reason += " (is the modality pushed to Orthanc yet?)"
+        messages.error(
+            request, f"C-ECHO to {modality.name} ({modality.aet}@{modality.host}:{modality.port}) failed: {reason}"
+        )
+    else:
+        messages.success(
+            request, f"C-ECHO to {modality.name} ({modality.aet}@{modality.host}:{modality.port}) succeeded."
+        )
+    audit.record(request, AuditEntry.Action.ACTION, modality, summary="C-ECHO test")
+    return redirect("deployments:modalities")

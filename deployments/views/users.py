@@ -1,0 +1,94 @@
+"""Orthanc's own user accounts (HTTP Basic) with their roles."""
+
+import secrets
+
+from django.contrib import messages
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from portal import audit
+from portal.models import AuditEntry
+from portal.roles import require_perm
+
+from ..forms import OrthancUserForm
+from ..models import Deployment, OrthancUser
+from ..push import revision_create
+
+
+@require_perm("deployments.view_deployment")
+def user_index(request):
+    deployments = Deployment.objects.prefetch_related("orthanc_users")
+    return render(request, "deployments/users.html", {"deployments": deployments})
+
+
+@require_perm("deployments.change_deployment")
+def user_edit(request, slug, pk=None):
+    deployment = get_object_or_404(Deployment, slug=slug)
+    user = get_object_or_404(OrthancUser, pk=pk, deployment=deployment) if pk else None
+    form = OrthancUserForm(request.POST or None, instance=user, deployment=deployment)
+    if request.method == "POST" and form.is_valid():
+        if form.instance.pk and form.cleaned_data["password"] != form.initial.get("password"):
+            form.instance.password_changed_at = timezone.now()
+        saved = audit.save_form(request, form)
+        revision_create(deployment, request.user, reason=f"Orthanc user {saved.username} saved")
+        if form.generated_password:
+            return _show_once(request, deployment, saved, form.generated_password)
+        messages.success(request, f"Saved {saved.username}; the change is being pushed to Orthanc.")
+        return redirect("deployments:orthanc_users")
+    return render(request, "deployments/user_form.html", {"form": form, "deployment": deployment, "user_obj": user})
+
+
+@require_POST
+@require_perm("deployments.change_deployment")
+def user_rotate(request, slug, pk):
+    deployment = get_object_or_404(Deployment, slug=slug)
+    user = get_object_or_404(OrthancUser, pk=pk, deployment=deployment)
+    before = audit.snapshot(user)
+    password = secrets.token_urlsafe(18)
+    user.password, user.password_changed_at = password, timezone.now()
+    user.save()
+    audit.record(request, AuditEntry.Action.UPDATE, user, before, audit.snapshot(user), summary="password rotated")
+    revision_create(deployment, request.user, reason=f"password of {user.username} rotated")
+    return _show_once(request, deployment, user, password)
+
+
+@require_POST
+@require_perm("deployments.change_deployment")
+def user_delete(request, slug, pk):
+    deployment = get_object_or_404(Deployment, slug=slug)
+    user = get_object_or_404(OrthancUser, pk=pk, deployment=deployment)
+    name = user.username
+    audit.delete(request, user)
+    revision_create(deployment, request.user, reason=f"Orthanc user {name} deleted")
+    messages.success(request, f"Deleted {name}; the change is being pushed to Orthanc.")
+    return redirect("deployments:orthanc_users")
+
+
+@require_POST
+@require_perm("deployments.change_deployment")
+def service_rotate(request, slug):
+    """A new password for the portal's own account: it cannot be deleted, only rotated."""
+    deployment = get_object_or_404(Deployment, slug=slug)
+    before = audit.snapshot(deployment)
+    deployment.service_password = secrets.token_urlsafe(24)
+    deployment.save(update_fields=["service_password"])
+    audit.record(
+        request,
+        AuditEntry.Action.UPDATE,
+        deployment,
+        before,
+        audit.snapshot(deployment),
+        summary="portal service account password rotated",
+    )
+    revision_create(deployment, request.user, reason="portal service password rotated")
+    messages.success(request, "The portal's own Orthanc password was rotated; the change is being pushed.")
+    return redirect("deployments:orthanc_users")
+
+
+def _show_once(request, deployment, user, password):
+    return render(
+        request,
+        "deployments/user_password_once.html",
+        {"deployment": deployment, "user_obj": user, "password": password},
+    )
