@@ -225,8 +225,13 @@ def apply_revision(deployment, revision, folder):
         reload(old_url, old_auth, service)
         wait_for_config(new_url, new_auth, probe_of(new), service, settings.PUSH_VERIFY_TIMEOUT)
     except PushError as exc:
-        write_files(folder, previous)
         tail = service.log_tail() if service is not None else ""
+        if not previous:
+            # A first push: there is nothing older to go back to, so the new files stay.
+            error = PushError(f"{exc}. There was no earlier configuration to restore; the new files stay in place.")
+            error.log_tail = tail
+            raise error from exc
+        write_files(folder, previous)
         try:
             recover(old_url, old_auth, new_auth, probe_of(previous), service)
         except PushError as again:
@@ -250,7 +255,7 @@ def reload(url, auth, service):
     except OrthancError:
         pass  # not running: start it below
     if service is None:
-        raise PushError("Orthanc is not running and this deployment has no service control to start it")
+        return  # nobody here can start it: wait for whoever runs it (e.g. a container waiting for its files)
     try:
         service.start(wait=0)
     except ServiceError as exc:

@@ -117,6 +117,9 @@ def revision_rollback(request, slug, number):
     if target.state != ConfigRevision.State.APPLIED:
         messages.error(request, f"Revision {number} was never applied: only applied revisions can be restored.")
         return redirect("deployments:revisions", slug=slug)
+    if not target.model_state:
+        messages.error(request, f"Revision {number} keeps no copy of the settings it was made from.")
+        return redirect("deployments:revisions", slug=slug)
     with transaction.atomic():
         before = audit.snapshot(deployment)
         restore_model_state(deployment, target.model_state)

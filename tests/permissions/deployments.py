@@ -1,4 +1,9 @@
+import json
+
 from deployments.models import ConfigRevision, Modality, OrthancUser
+
+from deployments.render import render_for
+from deployments.state import model_state
 
 from . import G, P
 
@@ -10,7 +15,8 @@ def _objects(world):
     world.modality = Modality.objects.create(deployment=d, name="US1", aet="US1", host="127.0.0.1", port=104)
     world.orthanc_user = OrthancUser.objects.create(deployment=d, username="reader", password="x" * 24)
     world.revision = ConfigRevision.objects.create(deployment=d, number=1, state=ConfigRevision.State.APPLIED)
-    world.revision.files = {"orthanc.json": b"{}\n", "credentials.json": b'{"RegisteredUsers": {}}\n'}
+    world.revision.files = render_for(d)
+    world.revision.state_json = json.dumps(model_state(d))
     world.revision.save()
 
 
