@@ -52,7 +52,11 @@ def test_a_staff_member_changes_their_own_password(viewer_user, client):
 
     response = client.post(
         reverse("password_change"),
-        {"old_password": "vic_viewer-Pa55word!", "new_password1": "a-new-Long-pass-42", "new_password2": "a-new-Long-pass-42"},
+        {
+            "old_password": "vic_viewer-Pa55word!",
+            "new_password1": "a-new-Long-pass-42",
+            "new_password2": "a-new-Long-pass-42",
+        },
     )
 
     assert response.status_code == 302

@@ -9,15 +9,40 @@ from deployments.models import Deployment
 from portal.models import AuditEntry
 
 NEW = {
-    "name": "North clinic", "slug": "north", "orthanc_url": "http://127.0.0.1:8042", "service_username": "portal",
-    "service_password": "a-Secret-portal-pa55word", "config_dir": "/srv/orthanc/config", "storage_dir": "",
-    "index_dir": "", "http_port": 8042, "authentication_enabled": "on", "https_verify_peers": "on",
-    "orthanc_explorer_enabled": "on", "dicom_server_enabled": "on", "dicom_aet": "NORTH", "dicom_port": 4242,
-    "dicom_check_called_aet": "on", "dicom_check_modality_host": "on", "limit_find_results": 100,
-    "limit_find_instances": 100, "concurrent_jobs": 2, "deidentify_logs": "on", "deidentify_logs_dicom_version": "2021b",
-    "default_encoding": "Utf8", "tcp_no_delay": "on", "keep_alive": "on", "storage_access_on_find": "Answers",
-    "save_jobs": "on", "worklists_enabled": "on", "worklists_dir": "", "dicomweb_root": "/dicom-web/",
-    "index_backend": "sqlite", "pg_port": 5432, "pg_tls": "on", "service_kind": "none",
+    "name": "North clinic",
+    "slug": "north",
+    "orthanc_url": "http://127.0.0.1:8042",
+    "service_username": "portal",
+    "service_password": "a-Secret-portal-pa55word",
+    "config_dir": "/srv/orthanc/config",
+    "storage_dir": "",
+    "index_dir": "",
+    "http_port": 8042,
+    "authentication_enabled": "on",
+    "https_verify_peers": "on",
+    "orthanc_explorer_enabled": "on",
+    "dicom_server_enabled": "on",
+    "dicom_aet": "NORTH",
+    "dicom_port": 4242,
+    "dicom_check_called_aet": "on",
+    "dicom_check_modality_host": "on",
+    "limit_find_results": 100,
+    "limit_find_instances": 100,
+    "concurrent_jobs": 2,
+    "deidentify_logs": "on",
+    "deidentify_logs_dicom_version": "2021b",
+    "default_encoding": "Utf8",
+    "tcp_no_delay": "on",
+    "keep_alive": "on",
+    "storage_access_on_find": "Answers",
+    "save_jobs": "on",
+    "worklists_enabled": "on",
+    "worklists_dir": "",
+    "dicomweb_root": "/dicom-web/",
+    "index_backend": "sqlite",
+    "pg_port": 5432,
+    "pg_tls": "on",
+    "service_kind": "none",
 }
 
 
@@ -37,7 +62,9 @@ def test_an_update_records_each_changed_field_before_and_after_and_nothing_else(
     admin_client.post(reverse("deployments:create"), NEW)
     deployment = Deployment.objects.get(slug="north")
 
-    admin_client.post(reverse("deployments:edit", args=["north"]), {**NEW, "limit_find_results": 50, "service_password": ""})
+    admin_client.post(
+        reverse("deployments:edit", args=["north"]), {**NEW, "limit_find_results": 50, "service_password": ""}
+    )
 
     entry = AuditEntry.objects.filter(action="update", object_type="deployments.deployment").get()
     assert entry.changes == {"limit_find_results": [100, 50]}
@@ -64,10 +91,15 @@ def test_the_audit_entry_is_written_in_the_same_transaction_as_the_change(admin_
 
 def test_the_audit_page_filters_by_user_object_type_and_date(admin_client, viewer_user):
     now = timezone.now()
-    AuditEntry.objects.create(actor_name="ada_admin", action="create", object_type="deployments.deployment", object_repr="A")
+    AuditEntry.objects.create(
+        actor_name="ada_admin", action="create", object_type="deployments.deployment", object_repr="A"
+    )
     AuditEntry.objects.create(actor_name="sam", action="update", object_type="worklists.patient", object_repr="B")
     AuditEntry.objects.create(
-        at=now - timedelta(days=10), actor_name="ada_admin", action="delete", object_type="deployments.modality",
+        at=now - timedelta(days=10),
+        actor_name="ada_admin",
+        action="delete",
+        object_type="deployments.modality",
         object_repr="C",
     )
 
