@@ -3,7 +3,8 @@ from celery import shared_task
 from portal.jobs import job_task
 
 from .models import Deployment
-from .push import deployment_push
+from .push import deployment_push, fingerprint, revision_create
+from .render import render_for
 from .status import deployment_status
 
 
@@ -28,3 +29,12 @@ def check_all_task():
 
 
 deployment_push_task = job_task("deployments.deployment_push")(deployment_push)
+
+
+@shared_task(name="deployments.expire_users")
+def expire_users_task():
+    """Accounts past their expiry date leave credentials.json: push where the render changed."""
+    for deployment in Deployment.objects.filter(orthanc_users__expires_on__isnull=False).distinct():
+        applied = deployment.revisions.filter(state="applied").first()
+        if applied and applied.fingerprint != fingerprint(render_for(deployment)):
+            revision_create(deployment, reason="an Orthanc account expired")

@@ -11,3 +11,11 @@ class PortalConfig(AppConfig):
 
         # Permissions of models added by later migrations join their roles here.
         post_migrate.connect(roles.sync_after_migrate, dispatch_uid="portal.roles.sync")
+        post_migrate.connect(_periodic_tasks, sender=self, dispatch_uid="portal.schedules.ensure")
+
+
+def _periodic_tasks(sender, **kwargs):
+    from .schedules import ensure_periodic_tasks
+
+    # The safety nets exist wherever the database is migrated, not only under `make run`.
+    ensure_periodic_tasks()
