@@ -9,10 +9,8 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from deployments.models import Deployment
-from deployments.status import deployment_status
-
 from . import audit
+from .dashboard import deployment_cards
 from .forms import AuditFilterForm, StaffForm
 from .models import AuditEntry
 from .roles import SCHEDULER, require_perm, role_of
@@ -32,17 +30,13 @@ def home(request):
 
 @require_perm("portal.view_dashboard")
 def dashboard(request):
-    return render(request, "portal/dashboard.html", {"cards": _cards()})
+    return render(request, "portal/dashboard.html", {"cards": deployment_cards()})
 
 
 @require_perm("portal.view_dashboard")
 def dashboard_cards(request):
     """The live part of the dashboard, refreshed by htmx every few seconds."""
-    return render(request, "portal/_dashboard_cards.html", {"cards": _cards()})
-
-
-def _cards():
-    return [deployment_status(d) for d in Deployment.objects.all()]
+    return render(request, "portal/_dashboard_cards.html", {"cards": deployment_cards()})
 
 
 @require_perm("portal.view_auditentry")

@@ -8,6 +8,7 @@ from portal.roles import require_perm
 
 from ..forms import DeploymentForm
 from ..models import ConfigRevision, Deployment
+from ..panels import panels_for
 from ..push import revision_create
 from ..status import deployment_status
 
@@ -45,6 +46,7 @@ def deployment_detail(request, slug):
             "jobs": recent_jobs,
             "revisions": revisions,
             "failed_revision": failed_banner(deployment),
+            "panels": panels_for(deployment, request),
         },
     )
 

@@ -1,0 +1,19 @@
+"""The home dashboard: one card per deployment, with a line from each app that has one.
+
+This and portal/urls.py are the only places that look up at the apps, to wire them.
+"""
+
+from deployments.backups.dashboard import summary as backup_summary
+from deployments.models import Deployment
+from deployments.status import deployment_status
+from worklists.dashboard import summary as worklist_summary
+
+
+def deployment_cards():
+    cards = []
+    for deployment in Deployment.objects.all():
+        card = deployment_status(deployment)
+        card["worklist_summary"] = worklist_summary(deployment)
+        card["backup_summary"] = backup_summary(deployment)
+        cards.append(card)
+    return cards
