@@ -160,6 +160,10 @@ def deployment_push(deployment_id) -> str:
     deployment = Deployment.objects.get(pk=deployment_id)
     folder = Path(deployment.config_dir)
     with folder_lock(folder):
+        # Holding the lock, no other push runs here: a revision still "applying" lost its worker.
+        # Apply it again unless a newer save came since (pushing is idempotent).
+        orphans = deployment.revisions.filter(state=ConfigRevision.State.APPLYING)
+        orphans.update(state=ConfigRevision.State.PENDING, error="the worker stopped during an earlier push")
         pending = list(deployment.revisions.filter(state=ConfigRevision.State.PENDING).order_by("-number"))
         if not pending:
             return "nothing to push: no pending revision"

@@ -104,3 +104,11 @@ def jobs_reconcile() -> dict:
     )
     sent = sum(send(job_id) for job_id in resend)
     return {"resent": sent, "unsent": len(resend) - sent, "revived": revived, "given_up": given_up}
+
+
+def context_processor(request):
+    """Every page says so when work is waiting for an unreachable task queue."""
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {}
+    return {"unsent_jobs": Job.objects.filter(state=Job.State.PENDING).exclude(send_error="").count()}

@@ -48,6 +48,8 @@ def test_a_job_queued_while_redis_is_down_is_kept_and_run_once_redis_returns(
     assert job.state == Job.State.PENDING
     assert "task queue unreachable" in job.send_error
     assert "Queued for later" in response.content.decode()
+    banner = admin_client.get(reverse("deployments:list")).content.decode()
+    assert "The task queue (Redis) is unreachable: 1 change is recorded" in banner
 
     # Redis comes back on the same port; the reconciler (beat's safety net) sends the job again.
     import subprocess

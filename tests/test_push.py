@@ -124,3 +124,15 @@ def test_an_unknown_user_gets_401_after_a_push(orthanc, orthanc_deployment):
     response = requests.get(f"{orthanc.url}/system", auth=("nobody", "whatever-password"), timeout=5)
 
     assert response.status_code == 401
+
+
+def test_a_revision_left_applying_by_a_dead_worker_is_applied_by_the_next_push(orthanc, orthanc_deployment):
+    _modality(orthanc_deployment, name="AFTER_CRASH")
+    revision = revision_create(orthanc_deployment, reason="interrupted")
+    ConfigRevision.objects.filter(pk=revision.pk).update(state=ConfigRevision.State.APPLYING)
+
+    deployment_push(orthanc_deployment.pk)
+
+    revision.refresh_from_db()
+    assert revision.state == ConfigRevision.State.APPLIED
+    assert orthanc.client().get_json("/modalities") == ["AFTER_CRASH"]
