@@ -7,6 +7,7 @@ from django.contrib.auth.password_validation import CommonPasswordValidator
 from django.core.exceptions import ValidationError
 
 from .models import Deployment, Modality, OrthancUser
+from .security.findings import is_weak_password
 
 # Grouped as the settings page shows them.
 SETTINGS_SECTIONS = [
@@ -67,7 +68,6 @@ SETTINGS_SECTIONS = [
 ]
 SETTINGS_FIELDS = [f for _, names in SETTINGS_SECTIONS for f in names if f != "confirm_unlimited_find"]
 NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
-WEAK_PASSWORDS = {"orthanc", "admin", "alice", "bob", "change-me", "changeme", "password", "secret", "demo", "test"}
 
 
 def _absolute(value, label):
@@ -153,10 +153,14 @@ class DeploymentForm(forms.ModelForm):
     def clean(self):
         data = super().clean()
         get = data.get
-        if get("remote_access_allowed") and not get("authentication_enabled"):
+        if not get("authentication_enabled"):
+            # Without it Orthanc hands any claimed username to the Lua filter unchecked: anyone
+            # could call themselves "portal" and be admin.
             self.add_error(
                 "authentication_enabled",
-                "Remote access needs authentication: without it anyone on the network could read every study.",
+                "Authentication must stay on: without it anyone who reaches the port could claim any user, "
+                "the portal's admin account included."
+                + (" Remote access needs it too." if get("remote_access_allowed") else ""),
             )
         if get("ssl_enabled") and not get("ssl_certificate"):
             self.add_error("ssl_certificate", "HTTPS needs a certificate file.")
@@ -189,8 +193,8 @@ class DeploymentForm(forms.ModelForm):
 
 
 def check_password_strength(password, username=""):
-    if password.lower() in WEAK_PASSWORDS or password == username or password.lower() == username.lower():
-        raise ValidationError("This password is a known default or the username itself: choose another.")
+    if is_weak_password(username, password):
+        raise ValidationError("This password is a known default or contains the username itself: choose another.")
     try:
         CommonPasswordValidator().validate(password)
     except ValidationError:

@@ -3,6 +3,7 @@
 from django import forms
 
 from .importer import ConfigImportError, decode
+from .importer.parse import MAX_FILE_BYTES
 
 MAX_FILES = 20
 
@@ -42,6 +43,8 @@ class ConfigImportForm(forms.Form):
         for upload in uploads:
             if upload.name in texts:
                 raise forms.ValidationError(f"{upload.name} is given twice.")
+            if upload.size > MAX_FILE_BYTES:  # before reading it into memory
+                raise forms.ValidationError(f"{upload.name} is larger than an Orthanc configuration can be.")
             try:
                 texts[upload.name] = decode(upload.read(), upload.name)
             except ConfigImportError as exc:

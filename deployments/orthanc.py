@@ -13,7 +13,9 @@ class OrthancUnreachable(OrthancError):
 
 
 class OrthancAuthFailed(OrthancError):
-    pass
+    def __init__(self, message, status):
+        super().__init__(message)
+        self.status = status  # 401: credentials refused; 403: the request filter said no
 
 
 class OrthancHTTPError(OrthancError):
@@ -42,9 +44,9 @@ class OrthancClient:
         except requests.RequestException as exc:
             raise OrthancUnreachable(f"Orthanc at {self.url} is unreachable ({type(exc).__name__})") from exc
         if response.status_code == 401:
-            raise OrthancAuthFailed(f"Orthanc at {self.url} refused the portal's credentials (401)")
+            raise OrthancAuthFailed(f"Orthanc at {self.url} refused the portal's credentials (401)", 401)
         if response.status_code == 403:
-            raise OrthancAuthFailed(f"Orthanc at {self.url} forbids this request to the portal's account (403)")
+            raise OrthancAuthFailed(f"Orthanc at {self.url} forbids this request to the portal's account (403)", 403)
         if response.status_code >= 400:
             detail = ""
             try:

@@ -24,6 +24,7 @@ from django.utils import timezone
 from portal import jobs
 from portal.files import atomic_write, fsync_dir
 
+from .importer.parse import ConfigImportError, parse_text
 from .models import ConfigRevision, Deployment
 from .orthanc import OrthancAuthFailed, OrthancClient, OrthancError, OrthancHTTPError
 from .render import OWNED_FILES, file_mode, probe_of, render_for
@@ -101,43 +102,12 @@ def validate_files(files, folder=None):
             if path.name in OWNED_FILES:
                 continue
             try:
-                foreign = json.loads(strip_comments(path.read_text(errors="replace")))
-            except ValueError:
-                raise PushError(
-                    f"{path.name} in the configuration folder is not valid JSON: Orthanc would not start"
-                ) from None
+                foreign, _ = parse_text(path.read_text(errors="replace"), path.name)
+            except ConfigImportError as exc:
+                raise PushError(f"{exc}: Orthanc would not start") from None
             for key in foreign if isinstance(foreign, dict) else ():
                 if key in keys:
                     raise PushError(f"the key {key} is in {path.name} too (not written by the portal): remove it there")
-
-
-def strip_comments(text):
-    """Orthanc's JSON allows // and /* */ comments; drop them outside strings."""
-    out, i, n, in_string = [], 0, len(text), False
-    while i < n:
-        c = text[i]
-        if in_string:
-            out.append(c)
-            if c == "\\" and i + 1 < n:
-                out.append(text[i + 1])
-                i += 1
-            elif c == '"':
-                in_string = False
-        elif c == '"':
-            in_string = True
-            out.append(c)
-        elif text.startswith("//", i):
-            while i < n and text[i] != "\n":
-                i += 1
-            continue
-        elif text.startswith("/*", i):
-            end = text.find("*/", i + 2)
-            i = n if end < 0 else end + 2
-            continue
-        else:
-            out.append(c)
-        i += 1
-    return "".join(out)
 
 
 # ------------------------------------------------------------------ the push itself

@@ -104,12 +104,14 @@ def render_deployment(deployment, users=(), modalities=(), plugins_dir="/usr/sha
     if d.ssl_enabled:
         main["SslCertificate"] = d.ssl_certificate
     plugins = []
+    extra = d.extra_config or {}
+    # A plugin section starts from what an import kept of it (keys the portal does not model).
     if d.worklists_enabled:
         plugins.append(f"{plugins_dir}/{PLUGINS['worklists']}")
-        main["Worklists"] = {"Enable": True, "Database": d.worklist_folder}
+        main["Worklists"] = {**extra.get("Worklists", {}), "Enable": True, "Database": d.worklist_folder}
     if d.dicomweb_enabled:
         plugins.append(f"{plugins_dir}/{PLUGINS['dicomweb']}")
-        main["DicomWeb"] = {"Enable": True, "Root": d.dicomweb_root}
+        main["DicomWeb"] = {**extra.get("DicomWeb", {}), "Enable": True, "Root": d.dicomweb_root}
     files = {}
     if d.index_backend == d.IndexBackend.POSTGRESQL:
         plugins.append(f"{plugins_dir}/{PLUGINS['postgresql']}")

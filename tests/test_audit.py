@@ -13,7 +13,7 @@ NEW = {
     "slug": "north",
     "orthanc_url": "http://127.0.0.1:8042",
     "service_username": "portal",
-    "service_password": "a-Secret-portal-pa55word",
+    "service_password": "a-Secret-service-pa55word",
     "config_dir": "/srv/orthanc/config",
     "storage_dir": "",
     "index_dir": "",
@@ -55,7 +55,7 @@ def test_creating_a_deployment_records_who_and_every_field_with_the_secret_redac
     assert entry.action == "create"
     assert entry.changes["name"] == [None, "North clinic"]
     assert entry.changes["service_password"] == [None, "••••••"]
-    assert "a-Secret-portal-pa55word" not in str(entry.changes)
+    assert "a-Secret-service-pa55word" not in str(entry.changes)
 
 
 def test_an_update_records_each_changed_field_before_and_after_and_nothing_else(admin_client):

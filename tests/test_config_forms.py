@@ -96,7 +96,7 @@ def test_a_second_modality_with_the_same_aet_host_and_port_is_refused(admin_clie
         ({"username": "alice", "password": "alice"}, "password", "known default"),
         ({"username": "clerk", "password": "clerk"}, "password", "the username itself"),
         ({"password": "password123"}, "password", "common passwords"),
-        ({"password": "short-1"}, "password", "at least 12 characters"),
+        ({"password": "short-pw-1"}, "password", "at least 12 characters"),
         ({"username": "portal"}, "username", "the portal's own account"),
         ({"username": "x" * 65}, "username", "at most 64 characters"),
     ],
@@ -140,6 +140,16 @@ def test_a_new_orthanc_user_gets_a_generated_password_shown_once_and_stored_encr
     assert password not in admin_client.get(reverse("deployments:orthanc_users")).content.decode()
 
 
+def test_authentication_cannot_be_turned_off(admin_client, deployment):
+    from tests.test_audit import NEW
+
+    data = {**NEW, "slug": "form", "name": "Form clinic", "config_dir": deployment.config_dir, "authentication_enabled": ""}
+    response = admin_client.post(reverse("deployments:edit", args=["form"]), data)
+
+    assert "Authentication must stay on" in response.context["form"].errors["authentication_enabled"][0]
+    _nothing_written(deployment)
+
+
 def test_remote_access_without_authentication_is_refused(admin_client, deployment):
     from tests.test_audit import NEW
 
@@ -153,7 +163,7 @@ def test_remote_access_without_authentication_is_refused(admin_client, deploymen
     }
     response = admin_client.post(reverse("deployments:edit", args=["form"]), data)
 
-    assert "Remote access needs authentication" in response.context["form"].errors["authentication_enabled"][0]
+    assert "Remote access needs it too" in response.context["form"].errors["authentication_enabled"][0]
     _nothing_written(deployment)
 
 
