@@ -143,7 +143,13 @@ def test_a_new_orthanc_user_gets_a_generated_password_shown_once_and_stored_encr
 def test_authentication_cannot_be_turned_off(admin_client, deployment):
     from tests.test_audit import NEW
 
-    data = {**NEW, "slug": "form", "name": "Form clinic", "config_dir": deployment.config_dir, "authentication_enabled": ""}
+    data = {
+        **NEW,
+        "slug": "form",
+        "name": "Form clinic",
+        "config_dir": deployment.config_dir,
+        "authentication_enabled": "",
+    }
     response = admin_client.post(reverse("deployments:edit", args=["form"]), data)
 
     assert "Authentication must stay on" in response.context["form"].errors["authentication_enabled"][0]
