@@ -167,7 +167,7 @@ class Deployment(models.Model):
     )
     storage_compression = models.BooleanField(default=False, help_text="Compress stored files (saves disk, costs CPU).")
     concurrent_jobs = models.PositiveSmallIntegerField(
-        default=2, validators=[MinValueValidator(1), MaxValueValidator(32)], help_text="Jobs Orthanc runs at once."
+        default=2, validators=[MaxValueValidator(32)], help_text="Jobs Orthanc runs at once; 0 means one per CPU core."
     )
     deidentify_logs = models.BooleanField(
         default=True, help_text="Keeps patient names and IDs out of Orthanc's log files."
