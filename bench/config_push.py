@@ -6,13 +6,12 @@ Orthanc answers with the new configuration (the push's own probe). Goal: p95 und
 """
 
 import os
-import secrets
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import free_port, percentile, setup_django, start_redis, start_worker, summary  # noqa: E402
+from common import percentile, setup_django, start_redis, start_worker, summary  # noqa: E402
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", 20))
 
@@ -30,30 +29,18 @@ def main():
 
     from django.db import transaction
 
-    from deployments.models import ConfigRevision, Deployment
+    from deployments.demo import local_deployment, make_folders
+    from deployments.models import ConfigRevision
     from deployments.orthanc import OrthancClient, OrthancError
     from deployments.push import deployment_push, revision_create
     from deployments.render import probe_of
     from deployments.service import service_for
 
-    http_port = free_port()
-    deployment = Deployment.objects.create(
-        name="Bench clinic",
-        slug="bench",
-        orthanc_url=f"http://127.0.0.1:{http_port}",
-        http_port=http_port,
-        service_password=secrets.token_urlsafe(24),
-        config_dir=str(var / "orthanc" / "config"),
-        storage_dir=str(var / "orthanc" / "storage"),
-        worklists_dir=str(var / "orthanc" / "worklists"),
-        dicom_port=free_port(),
-        service_kind=Deployment.ServiceKind.LOCAL,
-    )
-    for folder in (deployment.storage_dir, deployment.worklists_dir):
-        Path(folder).mkdir(parents=True, exist_ok=True)
+    deployment = local_deployment(var / "orthanc", name="Bench clinic", slug="bench")
+    deployment.save()
+    make_folders(deployment)
     # The first configuration, written and started directly.
     revision_create(deployment, reason="initial")
-    Path(deployment.config_dir).mkdir(parents=True, exist_ok=True)
     service = service_for(deployment)
     from deployments.push import write_files
 

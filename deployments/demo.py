@@ -35,27 +35,46 @@ def write_config(deployment):
         atomic_write(folder / name, data, mode=file_mode(name))
 
 
+def local_deployment(base, *, name, slug, dicom_aet="ORTHANC", http_port=None, dicom_port=None, **fields):
+    """An unsaved deployment whose Orthanc runs locally with every folder under ``base``
+    (the demo of ``make run``, the tests' Orthancs, the benchmarks')."""
+    base = Path(base).resolve()
+    http_port = http_port or free_port()
+    return Deployment(
+        name=name,
+        slug=slug,
+        orthanc_url=f"http://127.0.0.1:{http_port}",
+        http_port=http_port,
+        service_username="portal",
+        service_password=secrets.token_urlsafe(24),
+        config_dir=str(base / "config"),
+        storage_dir=str(base / "storage"),
+        worklists_dir=str(base / "worklists"),
+        dicom_aet=dicom_aet,
+        dicom_port=dicom_port or free_port(),
+        service_kind=Deployment.ServiceKind.LOCAL,
+        **fields,
+    )
+
+
+def make_folders(deployment):
+    for folder in (deployment.config_dir, deployment.storage_dir, deployment.worklist_folder):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+
+
 @transaction.atomic
 def ensure_demo_deployment(base=None):
-    base = Path(base or Path(settings.VAR_DIR) / "demo").resolve()
     deployment = Deployment.objects.filter(slug=DEMO_SLUG).first()
     if deployment is None:
-        http_port, dicom_port = free_port(8042), free_port(4242)
-        deployment = Deployment.objects.create(
+        deployment = local_deployment(
+            base or Path(settings.VAR_DIR) / "demo",
             name="Demo clinic",
             slug=DEMO_SLUG,
-            orthanc_url=f"http://127.0.0.1:{http_port}",
-            http_port=http_port,
-            service_username="portal",
-            service_password=secrets.token_urlsafe(24),
-            config_dir=str(base / "config"),
-            storage_dir=str(base / "storage"),
-            worklists_dir=str(base / "worklists"),
             dicom_aet="DEMO",
-            dicom_port=dicom_port,
-            service_kind=Deployment.ServiceKind.LOCAL,
+            http_port=free_port(8042),
+            dicom_port=free_port(4242),
         )
-    Path(deployment.storage_dir).mkdir(parents=True, exist_ok=True)
-    Path(deployment.worklist_folder).mkdir(parents=True, exist_ok=True)
+        deployment.save()
+    make_folders(deployment)
     write_config(deployment)
     return deployment

@@ -5,7 +5,6 @@ component fails the test with the setup step to run, never a skip.
 """
 
 import os
-import secrets
 import shutil
 import socket
 import subprocess
@@ -20,6 +19,7 @@ import redis
 from django.conf import settings
 from django.contrib.auth.models import Group, User
 
+from deployments.demo import local_deployment, make_folders
 from deployments.models import Deployment
 from deployments.render import file_mode, render_deployment
 from deployments.service import LocalService
@@ -91,32 +91,15 @@ class OrthancInstance:
 
     def __init__(self, base: Path, slug="test", **fields):
         self.base = base
-        http_port, dicom_port = free_port(), free_port()
         self.users, self.modalities = [], []
-        self.deployment = Deployment(
-            name=f"Test clinic {slug}",
-            slug=slug,
-            orthanc_url=f"http://127.0.0.1:{http_port}",
-            http_port=http_port,
-            service_username="portal",
-            service_password=secrets.token_urlsafe(24),
-            config_dir=str(base / "config"),
-            storage_dir=str(base / "storage"),
-            worklists_dir=str(base / "worklists"),
-            dicom_aet="TESTPACS",
-            dicom_port=dicom_port,
-            service_kind=Deployment.ServiceKind.LOCAL,
-            **fields,
-        )
+        self.deployment = local_deployment(base, name=f"Test clinic {slug}", slug=slug, dicom_aet="TESTPACS", **fields)
         self.url = self.deployment.orthanc_url
         self.auth = (self.deployment.service_username, self.deployment.service_password)
         self.service = LocalService(self.deployment.config_dir, self.url, self.auth)
 
     def write_config(self):
         folder = Path(self.deployment.config_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        Path(self.deployment.storage_dir).mkdir(parents=True, exist_ok=True)
-        Path(self.deployment.worklist_folder).mkdir(parents=True, exist_ok=True)
+        make_folders(self.deployment)
         files = render_deployment(
             self.deployment, self.users, self.modalities, plugins_dir=settings.ORTHANC_PLUGINS_DIR
         )
