@@ -16,11 +16,11 @@ ROLE_HELP = {
     VIEWER: "Read-only dashboards: Orthanc status, deployments and backups.",
 }
 ROLE_PERMISSIONS = {
-    ADMIN: ["portal.*", "deployments.*", "worklists.*", "auth.*", "django_celery_beat.*"],
+    ADMIN: ["portal.*", "deployments.*", "worklists.*", "auth.*", "django_celery_beat.*", "backups.*"],
     SCHEDULER: ["worklists.view_*", "worklists.add_*", "worklists.change_*"],
-    VIEWER: ["portal.view_dashboard", "deployments.view_*"],
+    VIEWER: ["portal.view_dashboard", "deployments.view_*", "backups.view_*"],
 }
-MANAGED_APPS = {"portal", "deployments", "worklists", "auth", "django_celery_beat"}
+MANAGED_APPS = {"portal", "deployments", "backups", "worklists", "auth", "django_celery_beat"}
 
 
 def sync_roles(apps=None):
@@ -74,7 +74,7 @@ NAV = [
     ("Modalities", "deployments:modalities", "deployments.view_deployment"),
     ("Orthanc users", "deployments:orthanc_users", "deployments.view_deployment"),
     ("Deployments", "deployments:list", "deployments.view_deployment"),
-    ("Backups", "deployments:backups", "deployments.view_deployment"),
+    ("Backups", "backups:dashboard", "backups.view_backupschedule"),
     ("Audit log", "audit_log", "portal.view_auditentry"),
     ("Staff", "staff_list", "portal.manage_staff"),
 ]

@@ -8,6 +8,9 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 PERIODIC = {
     "Re-send queued jobs that never ran": ("portal.jobs_reconcile", 60, {}),
     "Check every Orthanc": ("deployments.check_all", 60, {}),
+    "Remove expired Orthanc accounts": ("deployments.expire_users", 3600, {}),
+    "Sync every worklist folder": ("worklists.sync_all", 60, {}),
+    "Close worklist entries from Orthanc's changes": ("worklists.completion_all", 30, {}),
 }
 
 

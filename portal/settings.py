@@ -66,8 +66,12 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "django_celery_beat",
     "axes",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
     "portal",
     "deployments",
+    "deployments.backups",
     "worklists",
 ]
 
@@ -102,6 +106,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "portal.roles.context_processor",
+                "portal.jobs.context_processor",
             ],
         },
     },
@@ -227,3 +232,40 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"axes": {"level": "WARNING"}},
 }
+
+# How long a push waits for Orthanc to answer with its new configuration before restoring the
+# previous one (Orthanc needs about 1.5 s to re-read its files).
+PUSH_VERIFY_TIMEOUT = env.float("PUSH_VERIFY_TIMEOUT", default=15.0)
+
+# --- Worklists (issue 4): the REST API for practice-management systems, its OpenAPI schema,
+# and how the worklist folder is kept.
+REST_FRAMEWORK = {
+    # A token per integration (one service account each); staff browsing the API use their session.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["worklists.permissions.ModelPermissions"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Orthanc Clinic Portal API",
+    "DESCRIPTION": "Schedule ultrasound patients into the modality worklist without the web interface.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+# Entries in the folder: from this many days before today to this many days after.
+WORKLISTS_WINDOW_DAYS_BEFORE = env.int("WORKLISTS_WINDOW_DAYS_BEFORE", default=1)
+WORKLISTS_WINDOW_DAYS_AFTER = env.int("WORKLISTS_WINDOW_DAYS_AFTER", default=30)
+# Entries not started by the end of their day plus this many hours become NO_SHOW.
+WORKLISTS_NO_SHOW_GRACE_HOURS = env.int("WORKLISTS_NO_SHOW_GRACE_HOURS", default=2)
+# Accession numbers (at most 16 characters): {date} is the scheduled day, {seq} a counter.
+WORKLISTS_ACCESSION_PATTERN = env.str("WORKLISTS_ACCESSION_PATTERN", default="US{date:%y%m%d}{seq:04d}")
+# The deployment page warns above this many files: the plugin reads every file at every query.
+WORKLISTS_FOLDER_WARN_FILES = env.int("WORKLISTS_FOLDER_WARN_FILES", default=2000)
+# Fault injection for the test of a worker killed between writing files and recording them.
+WORKLISTS_SYNC_PAUSE_AFTER_WRITE = env.float("WORKLISTS_SYNC_PAUSE_AFTER_WRITE", default=0.0)

@@ -25,4 +25,7 @@ urlpatterns = [
     path("staff/<int:pk>/", views.staff_edit, name="staff_edit"),
     path("staff/<int:pk>/reset-password/", views.staff_reset_password, name="staff_reset_password"),
     path("deployments/", include("deployments.urls")),
+    path("backups/", include("deployments.backups.urls", namespace="backups")),
+    path("worklists/", include("worklists.urls")),
+    path("api/", include("worklists.api_urls")),
 ]

@@ -1,0 +1,104 @@
+from django import forms
+from django.core.exceptions import ValidationError
+from django_celery_beat import validators as cron_validators
+
+from .models import BackupSchedule
+from .periodic import expand
+
+CRON_FIELDS = {
+    "minute": cron_validators.minute_validator,
+    "hour": cron_validators.hour_validator,
+    "day_of_week": cron_validators.day_of_week_validator,
+    "day_of_month": cron_validators.day_of_month_validator,
+    "month_of_year": cron_validators.month_of_year_validator,
+}
+
+
+class BackupScheduleForm(forms.ModelForm):
+    class Meta:
+        model = BackupSchedule
+        fields = [
+            "deployment", "name", "host", "port", "user", "remote_folder", "preset",
+            "minute", "hour", "day_of_week", "day_of_month", "month_of_year",
+            "keep_daily", "keep_weekly", "keep_monthly",
+            "include_index", "include_storage", "include_config", "enabled", "bandwidth_limit", "drill_weekly",
+        ]  # fmt: skip
+        help_texts = {"preset": "A preset fills the crontab fields; choose Custom to write your own."}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            # Moving a schedule to another deployment would mix two archives in one folder.
+            self.fields["deployment"].disabled = True
+        for name in CRON_FIELDS:
+            self.fields[name].required = False
+
+    def clean(self):
+        data = super().clean()
+        preset = data.get("preset")
+        if preset and preset != BackupSchedule.Preset.CUSTOM:
+            cron = BackupSchedule.PRESET_CRON[preset]
+            for name, value in zip(CRON_FIELDS, cron, strict=True):
+                data[name] = value
+                self.errors.pop(name, None)
+        elif preset == BackupSchedule.Preset.CUSTOM:
+            self._clean_cron(data)
+        if not (data.get("include_index") or data.get("include_storage") or data.get("include_config")):
+            raise ValidationError("Include at least one of index, storage and configuration.")
+        if not any(data.get(k) for k in ("keep_daily", "keep_weekly", "keep_monthly")):
+            self.add_error("keep_daily", "Keep at least one daily, weekly or monthly snapshot.")
+        self._check_folder_unique(data)
+        return data
+
+    def _clean_cron(self, data):
+        for name, validator in CRON_FIELDS.items():
+            value = (data.get(name) or "").strip()
+            if not value:
+                self.add_error(name, "Required for a custom schedule ('*' means every).")
+                continue
+            try:
+                validator(value)
+            except ValidationError as exc:
+                self.add_error(name, exc)
+                continue
+            data[name] = value
+        if not any(name in self.errors for name in CRON_FIELDS):
+            try:
+                expand(tuple(data[name] for name in CRON_FIELDS))
+            except (ValueError, KeyError) as exc:
+                self.add_error("minute", f"Not a valid crontab: {exc}")
+
+    def _check_folder_unique(self, data):
+        deployment = data.get("deployment") or getattr(self.instance, "deployment", None)
+        if not (deployment and data.get("host") and data.get("remote_folder")):
+            return
+        clash = BackupSchedule.objects.filter(
+            deployment=deployment,
+            host=data["host"],
+            port=data.get("port"),
+            remote_folder__in=[data["remote_folder"].rstrip("/"), data["remote_folder"].rstrip("/") + "/"],
+        ).exclude(pk=self.instance.pk)
+        if clash.exists():
+            self.add_error(
+                "remote_folder",
+                "Another schedule of this deployment already writes there: their retention would delete each "
+                "other's snapshots. Use another folder.",
+            )
+
+
+class RestoreForm(forms.Form):
+    confirm = forms.CharField(
+        label="Type the deployment's slug to confirm",
+        help_text="Orthanc is stopped, its current data moved aside (not deleted), the snapshot restored, "
+        "and Orthanc started again.",
+    )
+
+    def __init__(self, *args, expected, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.expected = expected
+
+    def clean_confirm(self):
+        value = self.cleaned_data["confirm"].strip()
+        if value != self.expected:
+            raise ValidationError(f"Type exactly '{self.expected}' to restore.")
+        return value

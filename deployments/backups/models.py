@@ -1,0 +1,210 @@
+"""Backups of a deployment over SSH: its key pair, its schedules and the runs (snapshots) they made."""
+
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
+
+from deployments.models import Deployment
+from deployments.models.deployment import port_validators
+from portal.crypto import EncryptedTextField
+
+from .validators import validate_host, validate_remote_folder, validate_user
+
+
+class SshIdentity(models.Model):
+    """The deployment's ed25519 key pair for its backup targets. The private key never leaves the
+    database except into a 0600 temporary file while an SSH connection authenticates."""
+
+    deployment = models.OneToOneField(Deployment, on_delete=models.CASCADE, related_name="backup_identity")
+    private_key = EncryptedTextField()
+    public_key = models.TextField(help_text="OpenSSH public key line: type, base64, comment.")
+    fingerprint = models.CharField(max_length=80)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "SSH identity"
+
+    def __str__(self):
+        return f"backup key of {self.deployment}"
+
+    @property
+    def authorized_keys_line(self):
+        # restrict: no port forwarding, no agent, no pty; rsync and the commands of a run still work.
+        return f"restrict {self.public_key}"
+
+
+class BackupSchedule(models.Model):
+    class Preset(models.TextChoices):
+        DAILY_0200 = "daily-0200", "Every day at 02:00"
+        DAILY_2200 = "daily-2200", "Every day at 22:00"
+        TWICE_DAILY = "twice-daily", "Twice a day (01:00 and 13:00)"
+        HOURLY = "hourly", "Every hour"
+        WEEKLY = "weekly", "Every Sunday at 03:00"
+        CUSTOM = "custom", "Custom (crontab fields below)"
+
+    # preset → (minute, hour, day_of_week, day_of_month, month_of_year)
+    PRESET_CRON = {
+        Preset.DAILY_0200: ("0", "2", "*", "*", "*"),
+        Preset.DAILY_2200: ("0", "22", "*", "*", "*"),
+        Preset.TWICE_DAILY: ("0", "1,13", "*", "*", "*"),
+        Preset.HOURLY: ("0", "*", "*", "*", "*"),
+        Preset.WEEKLY: ("0", "3", "0", "*", "*"),
+    }
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="backup_schedules")
+    name = models.CharField(max_length=100, help_text="e.g. 'Nightly to the NAS'.")
+    host = models.CharField(
+        "target host", max_length=253, validators=[validate_host], help_text="Host name or IP address of the target."
+    )
+    port = models.PositiveIntegerField("SSH port", default=22, validators=port_validators)
+    user = models.CharField("SSH user", max_length=32, validators=[validate_user])
+    remote_folder = models.CharField(
+        max_length=255,
+        validators=[validate_remote_folder],
+        help_text="Absolute folder on the target; snapshots go to &lt;folder&gt;/&lt;deployment slug&gt;/.",
+    )
+    preset = models.CharField(max_length=16, choices=Preset.choices, default=Preset.DAILY_0200)
+    minute = models.CharField(max_length=64, default="0")
+    hour = models.CharField(max_length=64, default="2")
+    day_of_week = models.CharField(max_length=64, default="*", help_text="0 is Sunday.")
+    day_of_month = models.CharField(max_length=64, default="*")
+    month_of_year = models.CharField(max_length=64, default="*")
+    keep_daily = models.PositiveSmallIntegerField(default=7, help_text="Keep the newest snapshot of the last N days.")
+    keep_weekly = models.PositiveSmallIntegerField(default=4, help_text="… of the last M weeks.")
+    keep_monthly = models.PositiveSmallIntegerField(default=6, help_text="… of the last K months.")
+    include_index = models.BooleanField(
+        default=True, help_text="The index database. With SQLite, Orthanc is stopped for a few seconds to copy it."
+    )
+    include_storage = models.BooleanField(default=True, help_text="The DICOM files.")
+    include_config = models.BooleanField("include configuration", default=True)
+    enabled = models.BooleanField(default=True)
+    bandwidth_limit = models.PositiveIntegerField(
+        "bandwidth limit (KiB/s)", null=True, blank=True, help_text="Empty: no limit."
+    )
+    drill_weekly = models.BooleanField(
+        "weekly restore drill",
+        default=True,
+        help_text="Every Sunday at 05:00, prove the newest snapshot restorable in a throwaway Orthanc.",
+    )
+
+    host_key = models.CharField(max_length=1000, blank=True, help_text="Pinned: '<type> <base64>'.")
+    host_key_fingerprint = models.CharField(max_length=100, blank=True)
+    host_key_pinned_at = models.DateTimeField(null=True, blank=True)
+    offered_host_key = models.CharField(max_length=1000, blank=True)
+    offered_fingerprint = models.CharField(max_length=100, blank=True)
+    overdue_alerted_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["deployment__name", "name"]
+        constraints = [models.UniqueConstraint(fields=["deployment", "name"], name="backup_schedule_unique_name")]
+        permissions = [("run_backupschedule", "Can run a backup now and test its connection")]
+
+    def __str__(self):
+        return f"{self.deployment} · {self.name}"
+
+    def get_absolute_url(self):
+        return reverse("backups:schedule", args=[self.pk])
+
+    @property
+    def cron(self):
+        return (self.minute, self.hour, self.day_of_week, self.day_of_month, self.month_of_year)
+
+    @property
+    def target_folder(self):
+        return f"{self.remote_folder.rstrip('/')}/{self.deployment.slug}"
+
+    @property
+    def target_label(self):
+        return f"{self.user}@{self.host}:{self.port}{self.target_folder}"
+
+    @property
+    def periodic_task_name(self):
+        return f"Backup schedule {self.pk}"
+
+    @property
+    def drill_task_name(self):
+        return f"Backup drill {self.pk}"
+
+
+class BackupRun(models.Model):
+    """One backup, recorded before it runs; when it succeeded, it names a snapshot on the target."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule", "Schedule"
+        MANUAL = "manual", "Run now"
+        COMMAND = "command", "Command line"
+
+    class Drill(models.TextChoices):
+        NONE = "", "Not drilled"
+        RUNNING = "running", "Drill running"
+        PASSED = "passed", "Restorable"
+        FAILED = "failed", "Drill failed"
+
+    ACTIVE = (State.PENDING, State.RUNNING)
+
+    schedule = models.ForeignKey(BackupSchedule, on_delete=models.CASCADE, related_name="runs")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING, db_index=True)
+    trigger = models.CharField(max_length=10, choices=Trigger.choices, default=Trigger.MANUAL)
+    # The broker's id of a scheduled delivery: a redelivered message finds its run already made.
+    task_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    snapshot = models.CharField(max_length=32, blank=True)
+    previous = models.CharField(max_length=32, blank=True, help_text="The snapshot unchanged files link to.")
+    bytes_transferred = models.BigIntegerField(null=True, blank=True)
+    files = models.PositiveIntegerField(null=True, blank=True)
+    snapshot_size = models.BigIntegerField(null=True, blank=True)
+    duration = models.FloatField(null=True, blank=True, help_text="Seconds.")
+    downtime = models.FloatField(null=True, blank=True, help_text="Seconds Orthanc was stopped.")
+    target_free_bytes = models.BigIntegerField(null=True, blank=True)
+    patients = models.PositiveIntegerField(null=True, blank=True)
+    studies = models.PositiveIntegerField(null=True, blank=True)
+    instances = models.PositiveIntegerField(null=True, blank=True)
+    orthanc_version = models.CharField(max_length=32, blank=True)
+    config_revision = models.PositiveIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    log_tail = models.TextField(blank=True)
+    pruned = models.JSONField(default=list, blank=True)
+    pruned_at = models.DateTimeField(null=True, blank=True, help_text="When retention removed this snapshot.")
+    drill_state = models.CharField(max_length=10, choices=Drill.choices, default=Drill.NONE, blank=True)
+    drill_at = models.DateTimeField(null=True, blank=True)
+    drill_message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["schedule"], condition=Q(state__in=["pending", "running"]), name="backup_one_active_run"
+            )
+        ]
+        permissions = [
+            ("verify_backuprun", "Can run a restore drill"),
+            ("restore_backuprun", "Can restore a deployment from a snapshot"),
+        ]
+
+    def __str__(self):
+        return f"{self.schedule} · {self.snapshot or f'run {self.pk}'} ({self.state})"
+
+    def get_absolute_url(self):
+        return reverse("backups:run", args=[self.pk])
+
+    @property
+    def deployment(self):
+        return self.schedule.deployment
+
+    @property
+    def snapshot_path(self):
+        return f"{self.schedule.target_folder}/{self.snapshot}"
+
+    @property
+    def restorable(self):
+        return self.state == self.State.SUCCEEDED and self.snapshot and self.pruned_at is None

@@ -1,0 +1,389 @@
+"""backup_run: one snapshot of a deployment on its schedule's target, recorded first.
+
+Layout on the target: <remote folder>/<slug>/<UTC timestamp>/{storage,index,config,manifest.json},
+written as <timestamp>.partial and renamed only when complete. Unchanged storage files are hard
+links to the previous snapshot (rsync --link-dest): they cost no transfer and no space.
+"""
+
+import json
+import logging
+import os
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from deployments.orthanc import OrthancClient
+
+from . import alerts, retention
+from .control import WindowError, run_stopped, service_of
+from .manifest import (
+    applied_revision,
+    index_inside_storage,
+    is_index_file,
+    orthanc_facts,
+    storage_files,
+    storage_paths,
+)
+from .manifest import last_change as _last_change
+from .models import BackupRun, BackupSchedule
+from .pgdump import pg_dump
+from .ssh import Session, SshError
+from .validators import is_snapshot_name
+
+log = logging.getLogger(__name__)
+PARTIAL = ".partial"
+MARK = "--- previous manifest ---"
+RENAMED = "--- snapshot renamed ---"
+
+
+def stop_window_seconds():
+    return getattr(settings, "BACKUP_STOP_WINDOW", 60)
+
+
+def backup_start(schedule_id, trigger=BackupRun.Trigger.MANUAL, task_id=None):
+    """Record a pending run; None when the schedule already has one queued or running (or this
+    broker delivery already made its run)."""
+    try:
+        with transaction.atomic():
+            return BackupRun.objects.create(schedule_id=schedule_id, trigger=trigger, task_id=task_id)
+    except IntegrityError:
+        return None
+
+
+def backup_run(run_id):
+    """Claim the run, make the snapshot, record the outcome. Returns the run, or None when the row
+    was already claimed (a redelivered message)."""
+    now = timezone.now()
+    if not BackupRun.objects.filter(pk=run_id, state=BackupRun.State.PENDING).update(
+        state=BackupRun.State.RUNNING, started_at=now
+    ):
+        log.info("backup run %s already claimed or finished: delivery ignored", run_id)
+        return None
+    run = BackupRun.objects.select_related("schedule__deployment").get(pk=run_id)
+    job = Snapshotter(run)
+    try:
+        job.execute()
+    except Exception as exc:
+        log.exception("backup run %s failed", run_id)
+        job.fail(exc)
+        alerts.run_failed(run)
+    else:
+        job.succeed()
+    return run
+
+
+class Snapshotter:
+    def __init__(self, run):
+        self.run = run
+        self.schedule: BackupSchedule = run.schedule
+        self.deployment = self.schedule.deployment
+        self.t0 = time.monotonic()
+        self.lines = []
+        self.service = None
+        self.wire = 0
+        self.index_files = {}
+        self.finish = []  # commands run with the final rename, in the same round trip
+        self.previous_manifest = None
+
+    def note(self, message):
+        self.lines.append(f"{time.monotonic() - self.t0:7.2f}s {message}")
+        log.info("backup %s: %s", self.run.pk, message)
+
+    # ------------------------------------------------------------------ outcome
+
+    def fail(self, exc):
+        run = self.run
+        run.state = BackupRun.State.FAILED
+        run.error = str(exc) or type(exc).__name__
+        run.downtime = getattr(exc, "downtime", run.downtime)
+        tail = "\n".join(self.lines[-40:])
+        if self.service is not None:
+            tail += "\n--- Orthanc log ---\n" + self.service.log_tail(20)
+        run.log_tail = tail
+        self._finish()
+
+    def succeed(self):
+        self.run.state = BackupRun.State.SUCCEEDED
+        self._finish()
+
+    def _finish(self):
+        run = self.run
+        run.finished_at = timezone.now()
+        run.duration = time.monotonic() - self.t0
+        run.bytes_transferred = self.wire
+        if run.state == BackupRun.State.SUCCEEDED:
+            run.log_tail = "\n".join(self.lines[-40:])
+        run.save()
+
+    # ------------------------------------------------------------------ the work
+
+    def execute(self):
+        s, d = self.schedule, self.deployment
+        base = s.target_folder
+        sqlite = s.include_index and d.index_backend == d.IndexBackend.SQLITE
+        if sqlite:
+            self.service = service_of(d)  # before anything is copied: no stop control, no run
+        guess = (
+            BackupRun.objects.filter(schedule=s, state=BackupRun.State.SUCCEEDED, pruned_at__isnull=True)
+            .exclude(snapshot="")
+            .values_list("snapshot", flat=True)
+            .first()
+        )
+        with Session(s) as ssh, tempfile.TemporaryDirectory(prefix="portal-stage-") as tmp:
+            self.note(f"connected to {s.target_label}")
+            stage = self._stage(Path(tmp))
+            partial = None
+            try:
+                if guess:
+                    # The database names the previous snapshot: the bulk copy links to it while the
+                    # target is listed (and that snapshot's manifest read) in a second, parallel call.
+                    name = new_snapshot_name(guess)
+                    partial = f"{base}/{name}{PARTIAL}"
+                    with ThreadPoolExecutor(1) as pool:
+                        looking = pool.submit(self._look, ssh, base, guess, f"{name}{PARTIAL}")
+                        bulk = self._bulk(ssh, stage, base, guess, partial)
+                        snapshots, previous = looking.result()
+                    if name <= previous:
+                        raise SshError(f"the target holds a snapshot {previous} newer than this one: check the clocks")
+                else:
+                    snapshots, previous = self._look(ssh, base, None)
+                    name = new_snapshot_name(previous)
+                    partial = f"{base}/{name}{PARTIAL}"
+                    bulk = self._bulk(ssh, stage, base, previous, partial)
+                self.run.previous, self.run.snapshot = previous, ""
+                doomed = self._doomed([*snapshots, name])
+                manifest = self._copy(ssh, stage, base, previous, partial, sqlite, bulk)
+                data = json.dumps(manifest, indent=1, sort_keys=True).encode()
+                self.wire += len(data)
+                # One round trip: manifest, rename, then (after the rename only) retention.
+                out, error = ssh.run_all(
+                    [
+                        ["df", "-Pk", "--", base],
+                        *self.finish,
+                        ["dd", f"of={partial}/manifest.json", "bs=64k", "status=none"],
+                        ["mv", "--", partial, f"{base}/{name}"],
+                        ["echo", RENAMED],
+                        *([["rm", "-rf", "--", *(f"{base}/{n}" for n in doomed)]] if doomed else []),
+                    ],
+                    input=data,
+                    timeout=900,
+                    check=False,
+                )
+                if RENAMED not in out:
+                    raise error or SshError("the target did not confirm the snapshot's rename")
+            except BaseException:
+                if partial:
+                    self._remove_partial(ssh, partial)
+                raise
+            self.note(f"snapshot {name} complete")
+            self.run.snapshot = name
+            self.run.target_free_bytes = parse_df(out.split(RENAMED)[0])
+            self.run.save()
+            self._pruned(doomed, error)
+
+    def _look(self, ssh, base, guess, ours=None):
+        """List the target folder and, in the same round trip, read the manifest of the snapshot
+        the database takes for the newest (used only if the listing agrees)."""
+        listing = [["mkdir", "-p", "--", base], ["ls", "-1A", "--", base]]
+        out, text = None, ""
+        if guess:
+            try:
+                out = ssh.run_all([*listing, ["echo", MARK], ["cat", "--", f"{base}/{guess}/manifest.json"]])
+            except SshError:
+                out = None  # no such snapshot or manifest any more: list alone
+        if out is None:
+            out = ssh.run_all(listing)
+        out, _, text = out.partition(MARK + "\n")
+        names = out.split()
+        stale = [
+            f"{base}/{n}" for n in names if n != ours and n.endswith(PARTIAL) and is_snapshot_name(n[: -len(PARTIAL)])
+        ]
+        if stale:
+            self.note(f"removing {', '.join(stale)} left by an interrupted run")
+            ssh.run("rm", "-rf", "--", *stale, timeout=600)
+        snapshots = sorted(n for n in names if is_snapshot_name(n))
+        previous = snapshots[-1] if snapshots else ""
+        if previous and previous == guess:
+            try:
+                self.previous_manifest = json.loads(text)
+            except ValueError:
+                self.previous_manifest = None
+        return snapshots, previous
+
+    def _remove_partial(self, ssh, partial):
+        try:
+            ssh.run("rm", "-rf", "--", partial, timeout=300)
+            self.note(f"removed {partial}")
+        except Exception as exc:  # the target may be gone: the next run removes it
+            self.note(f"could not remove {partial} ({exc}); the next run will")
+
+    def _rsync_stage(self, ssh, stage, base, previous, partial, excludes, extra=(), timeout=None):
+        """One rsync of the staged tree (symlinks to the live folders, followed with -L) into the
+        .partial folder, unchanged files hard-linked to the previous snapshot."""
+        link = [f"--link-dest={base}/{previous}"] if previous else []
+        return ssh.rsync([f"{stage}/"], ssh.remote(f"{partial}/"), ["-L", *excludes, *link, *extra], timeout=timeout)
+
+    def _stage(self, stage: Path) -> Path:
+        """Symlinks to the live folders: one rsync (-L follows them) copies them all."""
+        s, d = self.schedule, self.deployment
+        if s.include_config:
+            (stage / "config").symlink_to(Path(d.config_dir).resolve(), target_is_directory=True)
+        if s.include_storage:
+            (stage / "storage").symlink_to(storage_paths(d)[0], target_is_directory=True)
+        return stage
+
+    def _excludes(self):
+        inside = index_inside_storage(self.deployment)
+        return ["--exclude=/storage/index", "--exclude=/storage/index-*"] if inside else []
+
+    def _bulk(self, ssh, stage, base, previous, partial):
+        """The copy while Orthanc runs: everything but the index, unchanged files hard-linked."""
+        bulk = self._rsync_stage(ssh, stage, base, previous, partial, self._excludes())
+        self.wire += bulk["wire_bytes"]
+        self.note(f"bulk copy: {bulk['transferred_files']} files sent, {bulk['wire_bytes']} bytes on the wire")
+        return bulk
+
+    def _copy(self, ssh, stage, base, previous, partial, sqlite, bulk):
+        s, d = self.schedule, self.deployment
+        storage, index = storage_paths(d)
+        skip_index = index_inside_storage(d)
+        excludes = self._excludes()
+        files, facts = (
+            self._unchanged_index(base, previous, partial, storage, skip_index, bulk) if sqlite else (None, {})
+        )
+        if not facts and (s.include_index or s.include_storage):
+            # Right before the stop (or the dump): the counts and study UIDs of that moment.
+            facts = orthanc_facts(d)
+            self.note("manifest facts read from Orthanc")
+        if sqlite and files is None:
+
+            def window(deadline):
+                return self._stopped_copy(ssh, stage, base, previous, partial, storage, index, excludes, deadline)
+
+            self.note("stopping Orthanc for the index copy")
+            try:
+                files, self.run.downtime = run_stopped(self.service, window, stop_window_seconds())
+            except WindowError as exc:
+                self.run.downtime = exc.downtime
+                raise
+            self.note(f"Orthanc answers again after {self.run.downtime:.2f} s of downtime")
+        elif not sqlite:
+            self._count(bulk)
+            if s.include_index:
+                self._pg_dump(ssh, partial)
+            files = storage_files(storage, skip_index) if s.include_storage else {}
+        self.run.patients = facts.get("counts", {}).get("patients")
+        self.run.studies = facts.get("counts", {}).get("studies")
+        self.run.instances = facts.get("counts", {}).get("instances")
+        self.run.orthanc_version = facts.get("orthanc_version", "")
+        self.run.config_revision = facts.get("config_revision")
+        return {
+            **facts,
+            "snapshot_started": self.run.started_at.isoformat(),
+            "index_backend": d.index_backend,
+            "includes": {"index": s.include_index, "storage": s.include_storage, "config": s.include_config},
+            "storage": files,
+            "index_files": self.index_files,
+        }
+
+    def _unchanged_index(self, base, previous, partial, storage, skip_index, bulk):
+        """Nothing changed since the previous snapshot (same last change in Orthanc before and after
+        listing the same storage files): that snapshot's index, copied while Orthanc was stopped,
+        is still exact. Hard-link it rather than stop Orthanc again. Returns (storage files, facts),
+        or (None, {}) when Orthanc must be stopped."""
+        before = self.previous_manifest or {}
+        if not (
+            self.schedule.include_storage
+            and before.get("includes", {}).get("index")
+            and before.get("index_backend") == self.deployment.index_backend
+            and before.get("index_files")
+            and before.get("last_change") is not None
+        ):
+            return None, {}
+        seq = last_change_of(self.deployment)
+        if seq != before["last_change"]:
+            return None, {}
+        files = storage_files(storage, skip_index)
+        if files != before.get("storage") or last_change_of(self.deployment) != seq:
+            return None, {}
+        self.finish.append(["cp", "-al", "--", f"{base}/{previous}/index", f"{partial}/index"])
+        self.index_files = before["index_files"]
+        self.run.downtime = 0.0
+        self._count(bulk)
+        self.run.files += len(self.index_files)
+        self.run.snapshot_size += sum(self.index_files.values())
+        self.note(f"no change in Orthanc since {previous} (change {seq}): index linked, no stop")
+        facts = {k: before[k] for k in ("deployment", "orthanc_version", "counts", "study_uids") if k in before}
+        return files, {**facts, "last_change": seq, "config_revision": applied_revision(self.deployment)}
+
+    def _stopped_copy(self, ssh, stage, base, previous, partial, storage, index, excludes, deadline):
+        """Inside the stop window: one rsync of the final storage delta and the index files."""
+        names = sorted(n for n in os.listdir(index) if is_index_file(n))
+        if not names:
+            raise RuntimeError(f"no SQLite index file in {index}")
+        (stage / "index").mkdir()
+        for n in names:
+            (stage / "index" / n).symlink_to(index / n)
+        self.index_files = {n: (index / n).stat().st_size for n in names}
+        stats = self._rsync_stage(
+            ssh, stage, base, previous, partial, excludes, ["--delete"], timeout=max(deadline - time.monotonic(), 1)
+        )
+        self.wire += stats["wire_bytes"]
+        self._count(stats)
+        self.note(f"final delta and index: {stats['transferred_files']} files sent, {stats['wire_bytes']} bytes")
+        return storage_files(storage, index == storage) if self.schedule.include_storage else {}
+
+    def _count(self, stats):
+        self.run.files = (self.run.files or 0) + stats["files"]
+        self.run.snapshot_size = (self.run.snapshot_size or 0) + stats["size"]
+
+    def _pg_dump(self, ssh, partial):
+        with tempfile.TemporaryDirectory(prefix="portal-pgdump-") as tmp:
+            stats = ssh.rsync([pg_dump(self.deployment, Path(tmp))], ssh.remote(f"{partial}/"))
+        self.wire += stats["wire_bytes"]
+        self._count(stats)
+
+    def _doomed(self, snapshots):
+        s = self.schedule
+        keep = retention.keep(snapshots, s.keep_daily, s.keep_weekly, s.keep_monthly)
+        return [n for n in snapshots if n not in keep and is_snapshot_name(n)]
+
+    def _pruned(self, doomed, error):
+        if error is not None:  # the new snapshot is safe; the next run tries the pruning again
+            self.note(f"retention could not remove {', '.join(doomed)}: {error}")
+            return
+        if doomed:
+            self.note(f"retention removed {', '.join(doomed)}")
+            BackupRun.objects.filter(schedule=self.schedule, snapshot__in=doomed, pruned_at__isnull=True).update(
+                pruned_at=timezone.now()
+            )
+        self.run.pruned = doomed
+
+
+def parse_df(out):
+    try:
+        return int(out.strip().splitlines()[-1].split()[3]) * 1024
+    except (IndexError, ValueError):
+        return None
+
+
+def last_change_of(deployment):
+    client = OrthancClient.for_deployment(deployment)
+    try:
+        return _last_change(client)
+    finally:
+        client.session.close()
+
+
+def new_snapshot_name(previous=""):
+    now = datetime.now(UTC).replace(microsecond=0)
+    if previous:
+        last = datetime.strptime(previous, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        now = max(now, last + timedelta(seconds=1))  # names stay unique and ordered
+    return now.strftime("%Y%m%dT%H%M%SZ")
