@@ -1,16 +1,18 @@
 """Atomic file writes: a reader (Orthanc, its worklist plugin) sees the old file or the new
 one, never half of one."""
 
+import ctypes
 import os
 import tempfile
 from pathlib import Path
 
 
-def atomic_write(path, data: bytes, mode: int = 0o644) -> None:
+def atomic_write(path, data: bytes, mode: int = 0o644, sync_dir: bool = True) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder, fsync, rename.
 
     The temporary file is created with ``mode`` from the start, so a secret is never readable
-    by others, not even for an instant.
+    by others, not even for an instant. A caller writing many files into one folder passes
+    ``sync_dir=False`` and calls ``fsync_dir`` once at the end, before it records them as written.
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -27,7 +29,8 @@ def atomic_write(path, data: bytes, mode: int = 0o644) -> None:
         except FileNotFoundError:
             pass
         raise
-    fsync_dir(path.parent)
+    if sync_dir:
+        fsync_dir(path.parent)
 
 
 def fsync_dir(folder) -> None:
@@ -36,3 +39,55 @@ def fsync_dir(folder) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _syncfs(folder) -> None:
+    """Flush every written file of the filesystem holding ``folder`` in one call (Linux)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.syncfs(fd) != 0:
+            raise OSError(ctypes.get_errno(), "syncfs failed")
+    except (AttributeError, OSError):
+        os.sync()  # no syncfs here: flush everything instead
+    finally:
+        os.close(fd)
+
+
+def atomic_write_many(folder, files: dict[str, bytes], mode: int = 0o644) -> dict[str, OSError]:
+    """``atomic_write`` for many files of one folder at once, with one flush instead of one per
+    file: write every temporary file, flush the filesystem, then rename each into place.
+
+    Readers still see old or new files, never partial ones. Returns the files that could not be
+    written, with their error; the others are in place and durable when it returns.
+    """
+    folder = Path(folder)
+    temps, failed = {}, {}
+
+    def write_temp(item):
+        name, data = item
+        try:
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
+            try:
+                os.fchmod(fd, mode)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+            except BaseException:
+                os.unlink(tmp)
+                raise
+            temps[name] = tmp
+        except OSError as exc:
+            failed[name] = exc
+
+    for item in files.items():
+        write_temp(item)
+    try:
+        _syncfs(folder)
+    except BaseException:
+        for tmp in temps.values():
+            os.unlink(tmp)
+        raise
+    for name, tmp in temps.items():
+        os.replace(tmp, folder / name)
+    fsync_dir(folder)
+    return failed

@@ -1,0 +1,154 @@
+"""Scheduling as the front desk, the API and the CSV import all do it: one place that finds or
+creates the patient, checks what the station can display, numbers the entry, saves, audits and
+asks for a sync once the transaction commits."""
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from pydicom.uid import generate_uid
+
+from portal import audit
+from portal.models import AuditEntry
+
+from . import vr
+from .models import Patient, WorklistEntry
+from .tasks import request_sync
+
+# Values a station displays: checked against its character set.
+SHOWN_PATIENT_FIELDS = Patient.NAME_FIELDS
+SHOWN_ENTRY_FIELDS = ("requested_procedure_description", "performing_physician", "referring_physician")
+
+
+def worklist_stations(deployment):
+    return deployment.modalities.filter(allow_find_worklist=True).order_by("name")
+
+
+def station_problems(station, values: dict) -> dict:
+    """{field: message} for values the station's character set cannot show."""
+    problems = {}
+    if station is None:
+        return problems
+    for name, value in values.items():
+        if not value:
+            continue
+        try:
+            vr.check_charset(str(value), station.charset, station.aet)
+        except ValidationError as exc:
+            problems[name] = exc.messages[0]
+    return problems
+
+
+def shown_values(patient_data: dict, entry_data: dict) -> dict:
+    values = {k: patient_data.get(k, "") for k in SHOWN_PATIENT_FIELDS}
+    values.update({k: entry_data.get(k, "") for k in SHOWN_ENTRY_FIELDS})
+    return values
+
+
+def next_accession(date, pattern=None) -> str:
+    """The next free number of ``pattern`` for the day; at most 16 characters (DICOM SH)."""
+    pattern = pattern or settings.WORKLISTS_ACCESSION_PATTERN
+    prefix = pattern.split("{seq", 1)[0].format(date=date)
+    last = (
+        WorklistEntry.objects.filter(accession_number__startswith=prefix)
+        .order_by("-accession_number")
+        .values_list("accession_number", flat=True)
+        .first()
+    )
+    seq = 1
+    if last:
+        tail = last[len(prefix) :]
+        seq = int(tail) + 1 if tail.isdigit() else 1
+    number = pattern.format(date=date, seq=seq)
+    if len(number) > 16:
+        raise ValidationError(f"The accession pattern gives {number!r}, longer than 16 characters (DICOM SH).")
+    return number
+
+
+def new_study_uid() -> str:
+    prefix = getattr(settings, "WORKLISTS_UID_PREFIX", "") or None
+    return generate_uid(prefix=prefix)
+
+
+def save_patient(who, deployment, data: dict) -> Patient:
+    patient = Patient.objects.filter(deployment=deployment, patient_id=data["patient_id"]).first()
+    if patient is None:
+        patient = Patient(deployment=deployment, **data)
+        patient.full_clean(exclude=["deployment"])
+        patient.save()
+        audit.record(who, AuditEntry.Action.CREATE, patient, None, audit.snapshot(patient))
+        return patient
+    before = audit.snapshot(patient)
+    changed = False
+    for name, value in data.items():
+        if getattr(patient, name) != value:
+            setattr(patient, name, value)
+            changed = True
+    if changed:
+        patient.full_clean(exclude=["deployment"], validate_unique=False)
+        patient.save()
+        audit.record(who, AuditEntry.Action.UPDATE, patient, before, audit.snapshot(patient))
+    return patient
+
+
+def save_entry(who, deployment, patient_data: dict, entry_data: dict, entry=None, sync=True) -> WorklistEntry:
+    """Create (``entry`` None) or update an entry from validated data. Call inside a transaction.
+    ``sync=False`` when the caller asks for one sync after many entries (the CSV import)."""
+    station = entry_data.get("station")
+    patient = save_patient(who, deployment, patient_data)
+    creating = entry is None
+    if creating:
+        entry = WorklistEntry(deployment=deployment, created_by=audit.actor_of(who))
+        before = None
+    else:
+        before = audit.snapshot(entry)
+    for name, value in entry_data.items():
+        setattr(entry, name, value)
+    entry.patient = patient
+    if station is not None:
+        # The station's own AE title and name, copied: history keeps what the machine was sent.
+        entry.station_aet = station.aet
+        entry.station_name = entry_data.get("station_name") or station.station_name
+    if not entry.study_instance_uid:
+        entry.study_instance_uid = new_study_uid()
+    if not entry.accession_number:
+        entry.accession_number = _save_with_new_accession(entry)
+    else:
+        entry.full_clean(exclude=["deployment", "patient", "station"])
+        entry.save()
+    audit.record(
+        who, AuditEntry.Action.CREATE if creating else AuditEntry.Action.UPDATE, entry, before, audit.snapshot(entry)
+    )
+    if sync:
+        request_sync(deployment.pk)
+    return entry
+
+
+def _save_with_new_accession(entry) -> str:
+    # Two desks may number the same day at once: the unique constraint decides, we retry.
+    for _ in range(20):
+        entry.accession_number = next_accession(entry.scheduled_date)
+        try:
+            with transaction.atomic():
+                entry.save()
+            return entry.accession_number
+        except IntegrityError:
+            entry.pk = None
+            entry._state.adding = True
+    raise ValidationError("Could not find a free accession number; try again.")
+
+
+def change_status(who, entry, status, summary="") -> WorklistEntry:
+    """A front-desk status change (arrived, no-show, cancel…): refused when not allowed."""
+    before = audit.snapshot(entry)
+    entry.transition(status)
+    entry.save(update_fields=["status"])
+    audit.record(
+        who,
+        AuditEntry.Action.ACTION,
+        entry,
+        before,
+        audit.snapshot(entry),
+        summary=summary or f"status → {entry.get_status_display()}",
+    )
+    request_sync(entry.deployment_id)
+    return entry

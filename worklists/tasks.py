@@ -1,0 +1,74 @@
+"""Thin Celery tasks: ids in, one domain function called. Folder work runs on the deployment's
+own queue (its worker is on the Orthanc host); the fan-out tasks run on the portal queue."""
+
+import logging
+
+from celery import shared_task
+from django.db import transaction
+
+from deployments.models import Deployment
+from portal.celery import app
+from portal.jobs import job_task
+
+from .completion import worklist_completion
+from .sync import worklist_sync
+
+log = logging.getLogger(__name__)
+SYNC = "worklists.sync"
+COMPLETION = "worklists.completion"
+
+
+@shared_task(name=SYNC)
+def sync_task(deployment_id, full=False):
+    return worklist_sync(deployment_id, full=full).summary()
+
+
+@shared_task(name=COMPLETION)
+def completion_task(deployment_id):
+    return worklist_completion(deployment_id)
+
+
+def _sync_job(deployment_id):
+    return worklist_sync(deployment_id, full=True).summary()
+
+
+# "Sync now" from the deployment page: a recorded job, so the page can show its outcome.
+sync_job_task = job_task("worklists.sync_job")(_sync_job)
+
+
+def send_sync(deployment_id, queue=None, full=False) -> bool:
+    """Send a sync to the deployment's queue now. False when the broker is unreachable: the
+    every-minute safety net then does it."""
+    if queue is None:
+        queue = Deployment.objects.get(pk=deployment_id).queue
+    try:
+        app.send_task(
+            SYNC,
+            args=[deployment_id],
+            kwargs={"full": full},
+            queue=queue,
+            retry=True,
+            retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2},
+        )
+    except Exception as exc:  # kombu and redis-py raise their own; both mean "not sent"
+        log.warning("worklist sync of deployment %s not sent (the minute sync will do it): %s", deployment_id, exc)
+        return False
+    return True
+
+
+def request_sync(deployment_id):
+    """After the current transaction commits, sync the deployment's folder."""
+    queue = Deployment.objects.get(pk=deployment_id).queue
+    transaction.on_commit(lambda: send_sync(deployment_id, queue))
+
+
+@shared_task(name="worklists.sync_all")
+def sync_all_task():
+    for deployment in Deployment.objects.filter(worklists_enabled=True):
+        send_sync(deployment.pk, deployment.queue, full=True)
+
+
+@shared_task(name="worklists.completion_all")
+def completion_all_task():
+    for deployment in Deployment.objects.filter(worklists_enabled=True):
+        app.send_task(COMPLETION, args=[deployment.pk], queue=deployment.queue)
