@@ -1,7 +1,6 @@
 import json
 
 from deployments.models import ConfigRevision, Modality, OrthancUser
-
 from deployments.render import render_for
 from deployments.state import model_state
 
