@@ -7,7 +7,7 @@ export DEBUG ?= 1
 
 .PHONY: run test lint bench system-packages system-packages-test venv
 
-run: system-packages venv
+run: system-packages venv var/portal.env
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py runportal
 
@@ -30,6 +30,12 @@ system-packages-test:
 	@scripts/install-system-packages test
 
 venv: $(VENV)/.installed
+
+# A local install runs in development mode, so that `manage.py` works from a plain shell too
+# (its secrets are generated once into var/). The environment still wins over this file.
+var/portal.env:
+	mkdir -p var
+	printf '# Written by make run for this local install.\nDEBUG=1\n' > $@
 
 # Re-installed only when the pinned requirements change.
 $(VENV)/.installed: requirements.txt
