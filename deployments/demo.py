@@ -10,7 +10,8 @@ from django.db import transaction
 
 from portal.files import atomic_write
 
-from .models import Deployment
+from .models import Deployment, Modality
+from .push import revision_create
 from .render import file_mode, render_for
 
 DEMO_SLUG = "demo"
@@ -75,6 +76,21 @@ def ensure_demo_deployment(base=None):
             dicom_port=free_port(4242),
         )
         deployment.save()
+        # One ultrasound machine, so the front desk can schedule at once; `findscu -aet US_DEMO`
+        # from this machine reads its worklist.
+        Modality.objects.create(
+            deployment=deployment,
+            name="US_DEMO",
+            aet="US_DEMO",
+            host="127.0.0.1",
+            port=104,
+            charset=Modality.Charset.UTF8,
+            station_name="ROOM1",
+        )
     make_folders(deployment)
     write_config(deployment)
+    if not deployment.revisions.exists():
+        # Recorded like any other push (the worker applies it once Orthanc runs): the history
+        # and the preview then start from it.
+        revision_create(deployment, reason="initial configuration of the demo")
     return deployment

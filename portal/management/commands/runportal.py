@@ -64,12 +64,11 @@ class Command(BaseCommand):
     def start(self, host, port):
         var = Path(settings.VAR_DIR)
         ensure_periodic_tasks()
-        deployment = ensure_demo_deployment()
-        password = self.ensure_first_admin()
-
         broker = settings.CELERY_BROKER_URL
         if not redis_answers(broker):
             self.start_redis(broker, var / "redis")
+        deployment = ensure_demo_deployment()
+        password = self.ensure_first_admin()
 
         self.orthanc = LocalService.for_deployment(deployment)
         try:
