@@ -176,9 +176,11 @@ def redis_server(tmp_path_factory):
         stdout=subprocess.DEVNULL,
     )
     wait_for(lambda: _redis_ping(url), message=f"redis-server on port {port}")
-    yield {"url": url, "port": port, "proc": proc, "folder": folder, "binary": binary}
-    proc.terminate()
-    proc.wait(10)
+    server = {"url": url, "port": port, "proc": proc, "folder": folder, "binary": binary}
+    yield server
+    # A test may have restarted it: stop the one that runs now.
+    server["proc"].terminate()
+    server["proc"].wait(10)
 
 
 def _redis_ping(url):
