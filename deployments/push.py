@@ -7,12 +7,9 @@ configuration folder (a file lock), and always applies the newest pending revisi
 are superseded.
 """
 
-import fcntl
 import hashlib
 import json
-import os
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -22,7 +19,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from portal import jobs
-from portal.files import atomic_write, fsync_dir
+from portal.files import atomic_write, file_lock, fsync_dir
 
 from .importer.parse import ConfigImportError, parse_text
 from .models import ConfigRevision, Deployment
@@ -113,23 +110,12 @@ def validate_files(files, folder=None):
 # ------------------------------------------------------------------ the push itself
 
 
-@contextmanager
-def folder_lock(folder: Path):
-    """One push at a time per configuration folder, across worker processes on this host."""
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / ".portal-push.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
-
-
 def deployment_push(deployment_id) -> str:
     deployment = Deployment.objects.get(pk=deployment_id)
     folder = Path(deployment.config_dir)
-    with folder_lock(folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    # One push at a time per configuration folder, across worker processes on this host.
+    with file_lock(folder / ".portal-push.lock"):
         # Holding the lock, no other push runs here: a revision still "applying" lost its worker.
         # Apply it again unless a newer save came since (pushing is idempotent).
         orphans = deployment.revisions.filter(state=ConfigRevision.State.APPLYING)

@@ -2,8 +2,10 @@
 one, never half of one."""
 
 import ctypes
+import fcntl
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -91,3 +93,18 @@ def atomic_write_many(folder, files: dict[str, bytes], mode: int = 0o644) -> dic
         os.replace(tmp, folder / name)
     fsync_dir(folder)
     return failed
+
+
+@contextmanager
+def file_lock(path, mode: int = 0o600):
+    """An exclusive lock held on ``path`` (created if missing) across processes of this host.
+
+    The kernel drops it when the holder dies, so a killed worker never leaves it taken.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, mode)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)

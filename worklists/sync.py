@@ -9,12 +9,10 @@ says it is in the folder was removed by Orthanc (newer worklist plugins delete a
 its study arrives): that entry is done, not to be written again.
 """
 
-import fcntl
 import logging
 import os
 import re
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -26,7 +24,7 @@ from django.utils import timezone
 
 from deployments.models import Deployment
 from portal import audit
-from portal.files import atomic_write_many, fsync_dir
+from portal.files import atomic_write_many, file_lock, fsync_dir
 from portal.models import AuditEntry
 
 from .dicom import content_hash, entry_bytes
@@ -88,19 +86,6 @@ def active_filter(today=None) -> Q:
     return Q(status__in=WorklistEntry.ACTIVE, scheduled_date__range=active_window(today))
 
 
-@contextmanager
-def folder_lock(folder: Path):
-    """One sync at a time per folder, across processes: it also makes our leftover temporary
-    files safe to delete (no writer of ours is running)."""
-    fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
-
-
 def scan_folder(folder: Path):
     """(our files by uuid string, foreign .wl names, our leftover temporary names)."""
     ours, foreign, temps = {}, [], []
@@ -127,7 +112,9 @@ def worklist_sync(deployment_id, today=None, full=False) -> SyncResult:
         WorklistState.objects.filter(pk=state.pk).update(last_sync_error=message, last_sync_at=timezone.now())
         raise SyncError(message)
     started = time.perf_counter()
-    with folder_lock(folder):
+    # One sync at a time per folder, across processes: it also makes our leftover temporary
+    # files safe to delete (no writer of ours is running).
+    with file_lock(folder / LOCK_NAME, mode=0o644):
         result = _reconcile(deployment, folder, today, full)
     result.seconds = time.perf_counter() - started
     WorklistState.objects.filter(pk=state.pk).update(
