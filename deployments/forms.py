@@ -62,7 +62,7 @@ SETTINGS_SECTIONS = [
             "save_jobs",
         ],
     ),
-    ("Plugins", ["worklists_enabled", "worklists_dir", "dicomweb_enabled", "dicomweb_root"]),
+    ("Plugins", ["worklists_enabled", "worklist_server", "worklists_dir", "dicomweb_enabled", "dicomweb_root"]),
     ("Index database", ["index_backend", "pg_host", "pg_port", "pg_database", "pg_user", "pg_password", "pg_tls"]),
     ("Service control", ["service_kind", "service_name", "start_command", "stop_command"]),
 ]
@@ -161,6 +161,13 @@ class DeploymentForm(forms.ModelForm):
                 "Authentication must stay on: without it anyone who reaches the port could claim any user, "
                 "the portal's admin account included."
                 + (" Remote access needs it too." if get("remote_access_allowed") else ""),
+            )
+        options = sorted(((self.instance.extra_config or {}).get("Worklists") or {}).keys())
+        if get("worklists_enabled") and get("worklist_server") == "indexed" and options:
+            self.add_error(
+                "worklist_server",
+                f"The imported worklist options {', '.join(options)} only work with Orthanc's classic worklists "
+                "plugin: keep it, or import the configuration again without them.",
             )
         if get("ssl_enabled") and not get("ssl_certificate"):
             self.add_error("ssl_certificate", "HTTPS needs a certificate file.")

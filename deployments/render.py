@@ -8,6 +8,8 @@ to start when two of its *.json files define the same key.
 import hashlib
 import json
 import re
+from functools import cache
+from pathlib import Path
 
 from django.utils import timezone
 
@@ -15,10 +17,12 @@ from .lua import render_filter
 
 SECRET_FILES = {"credentials.json", "postgresql.json"}
 LUA_FILE = "access.lua"
+WORKLIST_SCRIPT = "portal_worklists.py"
 # Files the portal owns in the configuration folder; anything else there is left alone.
-OWNED_FILES = {"orthanc.json", "credentials.json", "postgresql.json", LUA_FILE}
+OWNED_FILES = {"orthanc.json", "credentials.json", "postgresql.json", LUA_FILE, WORKLIST_SCRIPT}
 PLUGINS = {
     "worklists": "libModalityWorklists.so",
+    "python": "libOrthancPython.so",
     "dicomweb": "libOrthancDicomWeb.so",
     "postgresql": "libOrthancPostgreSQLIndex.so",
 }
@@ -106,13 +110,20 @@ def render_deployment(deployment, users=(), modalities=(), plugins_dir="/usr/sha
     plugins = []
     extra = d.extra_config or {}
     # A plugin section starts from what an import kept of it (keys the portal does not model).
+    files = {}
     if d.worklists_enabled:
-        plugins.append(f"{plugins_dir}/{PLUGINS['worklists']}")
         main["Worklists"] = {**extra.get("Worklists", {}), "Enable": True, "Database": d.worklist_folder}
+        if d.worklist_server == "classic":
+            plugins.append(f"{plugins_dir}/{PLUGINS['worklists']}")
+        else:
+            # The script reads the same Worklists section; the classic plugin is not loaded.
+            plugins.append(f"{plugins_dir}/{PLUGINS['python']}")
+            main["PythonScript"] = f"{d.config_dir}/{WORKLIST_SCRIPT}"
+            main["PythonVerbose"] = False
+            files[WORKLIST_SCRIPT] = worklist_script()
     if d.dicomweb_enabled:
         plugins.append(f"{plugins_dir}/{PLUGINS['dicomweb']}")
         main["DicomWeb"] = {**extra.get("DicomWeb", {}), "Enable": True, "Root": d.dicomweb_root}
-    files = {}
     if d.index_backend == d.IndexBackend.POSTGRESQL:
         plugins.append(f"{plugins_dir}/{PLUGINS['postgresql']}")
         files["postgresql.json"] = dump(
@@ -136,6 +147,12 @@ def render_deployment(deployment, users=(), modalities=(), plugins_dir="/usr/sha
     files["credentials.json"] = dump({"RegisteredUsers": {name: pw for name, (pw, _) in accounts.items()}})
     files[LUA_FILE] = render_filter(roles, probe_token(files, roles))
     return files
+
+
+@cache
+def worklist_script() -> bytes:
+    """The script that Orthanc's Python plugin runs (deployments/worklist_server.py)."""
+    return (Path(__file__).with_name("worklist_server.py")).read_bytes()
 
 
 def probe_token(files, roles) -> str:

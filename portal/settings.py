@@ -265,7 +265,7 @@ WORKLISTS_WINDOW_DAYS_AFTER = env.int("WORKLISTS_WINDOW_DAYS_AFTER", default=30)
 WORKLISTS_NO_SHOW_GRACE_HOURS = env.int("WORKLISTS_NO_SHOW_GRACE_HOURS", default=2)
 # Accession numbers (at most 16 characters): {date} is the scheduled day, {seq} a counter.
 WORKLISTS_ACCESSION_PATTERN = env.str("WORKLISTS_ACCESSION_PATTERN", default="US{date:%y%m%d}{seq:04d}")
-# The deployment page warns above this many files: the plugin reads every file at every query.
+# The deployment page warns above this many files: a full folder makes the machines wait.
 WORKLISTS_FOLDER_WARN_FILES = env.int("WORKLISTS_FOLDER_WARN_FILES", default=2000)
 # Fault injection for the test of a worker killed between writing files and recording them.
 WORKLISTS_SYNC_PAUSE_AFTER_WRITE = env.float("WORKLISTS_SYNC_PAUSE_AFTER_WRITE", default=0.0)

@@ -37,6 +37,7 @@ NEW = {
     "storage_access_on_find": "Answers",
     "save_jobs": "on",
     "worklists_enabled": "on",
+    "worklist_server": "indexed",
     "worklists_dir": "",
     "dicomweb_root": "/dicom-web/",
     "index_backend": "sqlite",

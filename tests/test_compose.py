@@ -353,7 +353,12 @@ def test_the_rendered_deployment_matches_the_compose_services(rendered):
     # DICOM reaches Orthanc through nginx: every peer would have nginx's address.
     assert config["DicomCheckModalityHost"] is False
     assert f"server orthanc:{config['DicomPort']};" in nginx_conf()
-    assert config["Plugins"] == [f"/usr/share/orthanc/plugins-available/{PLUGINS['worklists']}"]
+    # The portal's worklist server runs in the image's Python plugin; its script is in the config volume.
+    assert config["Plugins"] == [f"/usr/share/orthanc/plugins-available/{PLUGINS['python']}"]
+    assert (
+        volume_at(services()["orthanc"], config["PythonScript"])[0]
+        == volume_at(services()["orthanc"], deployment.config_dir)[0]
+    )
 
 
 def test_the_deployment_start_command_checks_the_configuration_the_container_waits_for(rendered, tmp_path):

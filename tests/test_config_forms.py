@@ -197,3 +197,17 @@ def test_turning_on_host_checks_is_refused_while_a_modality_has_a_hostname(admin
     response = admin_client.post(reverse("deployments:edit", args=["form"]), data)
 
     assert "OLD" in response.context["form"].errors["dicom_check_modality_host"][0]
+
+
+def test_the_portals_worklist_server_is_refused_while_classic_plugin_options_are_kept(admin_client, deployment):
+    from tests.test_audit import NEW
+
+    deployment.extra_config = {"Worklists": {"FilterIssuerAet": True}}
+    deployment.worklist_server = "classic"
+    deployment.save()
+    data = {**NEW, "slug": "form", "name": "Form clinic", "config_dir": deployment.config_dir}
+    refused = admin_client.post(reverse("deployments:edit", args=["form"]), data)
+    accepted = admin_client.post(reverse("deployments:edit", args=["form"]), {**data, "worklist_server": "classic"})
+
+    assert "FilterIssuerAet only work with Orthanc's classic" in refused.context["form"].errors["worklist_server"][0]
+    assert accepted.status_code == 302

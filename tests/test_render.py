@@ -10,7 +10,7 @@ import pytest
 
 from deployments.lua import lua_string
 from deployments.models import Deployment, Modality, OrthancUser
-from deployments.render import masked, render_deployment
+from deployments.render import file_mode, masked, render_deployment
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 TODAY = datetime.date(2026, 11, 22)
@@ -102,3 +102,28 @@ def test_imported_keys_the_portal_does_not_model_are_written_back_unchanged():
 
     main = json.loads(files["orthanc.json"])
     assert main["HttpTimeout"] == 90 and main["UserMetadata"] == {"Sample": 1024}
+
+
+def test_the_worklists_are_served_by_the_portals_script_in_orthancs_python_plugin():
+    files = _render()
+    config = json.loads(files["orthanc.json"])
+    assert config["Plugins"] == ["/usr/share/orthanc/plugins/libOrthancPython.so"]
+    assert config["PythonScript"] == "/srv/orthanc/config/portal_worklists.py"
+    assert config["Worklists"] == {"Enable": True, "Database": "/srv/orthanc/worklists"}
+    source = Path(__file__).resolve().parent.parent / "deployments" / "worklist_server.py"
+    assert files["portal_worklists.py"] == source.read_bytes()
+    assert file_mode("portal_worklists.py") == 0o644
+
+
+def test_the_classic_worklist_plugin_is_loaded_instead_when_chosen():
+    files = _render(worklist_server="classic")
+    config = json.loads(files["orthanc.json"])
+    assert config["Plugins"] == ["/usr/share/orthanc/plugins/libModalityWorklists.so"]
+    assert "PythonScript" not in config and "portal_worklists.py" not in files
+    assert config["Worklists"]["Database"] == "/srv/orthanc/worklists"
+
+
+def test_without_worklists_neither_plugin_nor_script_is_loaded():
+    files = _render(worklists_enabled=False)
+    config = json.loads(files["orthanc.json"])
+    assert config["Plugins"] == [] and "PythonScript" not in config and "portal_worklists.py" not in files

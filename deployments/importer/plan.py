@@ -51,7 +51,7 @@ SETTINGS = {
 # Keys without an Orthanc default the portal could use: absent, the deployment keeps its value.
 OPTIONAL = {"Name": "name", "StorageDirectory": "storage_dir", "IndexDirectory": "index_dir"}
 # Keys the renderer writes from its own state: the imported values are reported, not kept.
-PORTAL_OWNED = {"Plugins", "LuaScripts", "RegisteredUsers"}
+PORTAL_OWNED = {"Plugins", "LuaScripts", "RegisteredUsers", "PythonScript", "PythonVerbose"}
 SECTIONS = {"Worklists", "DicomWeb", "PostgreSQL", "DicomModalities"}
 HANDLED = {"AuthenticationEnabled", "SslCertificate"}
 MODALITY_FLAGS = {
@@ -248,6 +248,14 @@ def _worklists(config, plan, plugins, deployment):
     plan.settings["worklists_dir"] = _check_field(Deployment, "worklists_dir", folder, "Worklists.Database")
     plan.add("imported", f"Worklists: plugin on, folder {json.dumps(folder)}")
     _kept_subkeys(plan, "Worklists", section, {"Enable", "Database"})
+    if "Worklists" in plan.extra:
+        # Options such as FilterIssuerAet belong to the classic plugin; the portal's server has none.
+        plan.settings["worklist_server"] = "classic"
+        options = ", ".join(sorted(plan.extra["Worklists"]))
+        plan.add("imported", f"Worklists: {options} need Orthanc's classic worklists plugin, which stays in use")
+    else:
+        plan.settings["worklist_server"] = "indexed"
+        plan.add("imported", "Worklists: served by the portal's worklist server (Orthanc's Python plugin)")
 
 
 def _dicomweb(config, plan, plugins):
@@ -390,6 +398,12 @@ def _portal_owned(config, plan, plugins):
         )
     if others:
         plan.add("warning", f"plugins not loaded by the portal's configuration: {', '.join(others)}")
+    if "PythonScript" in config:
+        plan.add(
+            "warning",
+            f"PythonScript {json.dumps(config['PythonScript'])} is not loaded: Orthanc's Python plugin runs one "
+            "script, and the portal's worklist server is that script",
+        )
     scripts = _typed("LuaScripts", config.get("LuaScripts", []), list)
     if scripts:
         plan.add("warning", f"LuaScripts {json.dumps(scripts)} are replaced by the portal's access filter")

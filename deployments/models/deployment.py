@@ -205,6 +205,18 @@ class Deployment(models.Model):
     worklists_enabled = models.BooleanField(
         "worklist plugin", default=True, help_text="Serves the scheduled patients to the ultrasound machines."
     )
+    worklist_server = models.CharField(
+        "worklist server",
+        max_length=16,
+        choices=[
+            ("indexed", "Portal worklist server (Python plugin): reads each file once"),
+            ("classic", "Orthanc's worklists plugin: reads every file at every query"),
+        ],
+        default="indexed",
+        help_text="Both serve the same .wl files and Orthanc's own matcher picks the answers. The portal's "
+        "server keeps the files in memory, so a full folder still answers quickly; it needs Orthanc's Python "
+        "plugin (Debian package orthanc-python).",
+    )
     worklists_dir = models.CharField(
         "worklist folder", max_length=255, blank=True, help_text="Folder of the .wl files. Empty: beside the storage."
     )

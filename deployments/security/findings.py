@@ -65,6 +65,7 @@ DEFAULT_CREDENTIALS = [
 ]
 HARMLESS_SCRIPT = "print('portal security audit: this script does nothing')"
 SECRET_FILES = ("credentials.json", "postgresql.json")
+CODE_FILES = ("access.lua", "portal_worklists.py")
 
 
 def is_weak_password(username: str, password: str) -> bool:
@@ -333,6 +334,24 @@ def file_findings(d) -> list[Finding]:
                     f"{folder / name} has mode {mode:04o}: other accounts may read it.",
                     "It holds passwords in plain text; only the account that runs Orthanc may read it (mode 0600). "
                     "The portal writes it 0600 at the next push.",
+                    None,
+                    part="files",
+                )
+            )
+    # Orthanc runs these as code: whoever can change one runs code inside Orthanc.
+    for name in CODE_FILES:
+        try:
+            mode = stat.S_IMODE(os.stat(folder / name).st_mode)
+        except FileNotFoundError:
+            continue
+        if mode & 0o022:
+            f.append(
+                Finding(
+                    f"{name.split('.')[0]}-file-writable",
+                    "critical",
+                    f"{folder / name} has mode {mode:04o}: other accounts may change it.",
+                    "Orthanc runs this file as code, with access to every study. Only its owner may write it "
+                    "(mode 0644). The portal writes it 0644 at the next push.",
                     None,
                     part="files",
                 )

@@ -267,3 +267,22 @@ def test_audit_command_with_an_unknown_slug_exits_2_with_one_line(transactional_
     result = run_command("no-such-clinic")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == ["CommandError: no deployment 'no-such-clinic'"]
+
+
+def test_a_script_orthanc_runs_that_others_may_change_is_critical(orthanc_factory, db):
+    instance = orthanc_factory()
+    deployment = instance.save_deployment()
+    script = Path(deployment.config_dir) / "portal_worklists.py"
+    assert script.exists(), "the portal's worklist server is the default"
+    assert not ids(audit_deployment(deployment, live=False)) & {
+        "portal_worklists-file-writable",
+        "access-file-writable",
+    }
+
+    os.chmod(script, 0o666)  # noqa: S103 - the fault this test shows
+    os.chmod(Path(deployment.config_dir) / "access.lua", 0o664)
+
+    findings = {f.id: f for f in audit_deployment(deployment, live=False)}
+    assert findings["portal_worklists-file-writable"].severity == "critical"
+    assert "0666" in findings["portal_worklists-file-writable"].what
+    assert "0664" in findings["access-file-writable"].what

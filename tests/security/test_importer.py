@@ -69,10 +69,10 @@ MERGED_SECTIONS = ("DicomWeb", "Worklists")
 
 def assert_equivalent(original, rendered, service_username="portal", strict_sections=True):
     """Every imported key is present after rendering with the same value. The portal owns
-    Plugins and LuaScripts (it loads its plugins by name and its access filter), and adds its
-    own account to RegisteredUsers."""
+    Plugins, LuaScripts and PythonScript (it loads its plugins by name, its access filter and
+    its worklist server), and adds its own account to RegisteredUsers."""
     for key, value in original.items():
-        if key in ("Plugins", "LuaScripts"):
+        if key in ("Plugins", "LuaScripts", "PythonScript", "PythonVerbose"):
             continue
         if key in MERGED_SECTIONS and not strict_sections:
             assert key in rendered, f"{key} lost in the round trip"
@@ -195,6 +195,7 @@ def test_importing_the_folder_a_deployment_uses_names_the_files_to_move_before_t
     moved = [line for line in lines if "move it out before the first push" in line]
     assert [line.split(" in ")[0] for line in moved] == [
         "warning: dicomweb.json",
+        "warning: python.json",
         "warning: serve-folders.json",
         "warning: worklists.json",
     ]
@@ -394,3 +395,21 @@ def test_an_active_worklist_plugin_is_imported_with_its_folder(db):
     assert rendered["Worklists"]["Database"] == "/srv/worklists" and rendered["Worklists"]["Enable"] is True
     assert any(p.endswith(PLUGINS["worklists"]) for p in rendered["Plugins"])
     assert 'imported: Worklists: plugin on, folder "/srv/worklists"' in [str(line) for line in result.lines]
+    # FilterIssuerAet is an option of the classic plugin: it stays the worklist server.
+    assert deployment.worklist_server == "classic" and "PythonScript" not in rendered
+
+
+def test_a_plain_worklist_section_is_served_by_the_portals_server_and_a_foreign_python_script_is_reported(db):
+    deployment = make_deployment()
+    text = """{
+      "Plugins": ["/usr/share/orthanc/plugins"],
+      "Worklists": {"Enable": true, "Database": "/srv/worklists"},
+      "PythonScript": "/etc/orthanc/clinic.py"
+    }"""
+    result = import_texts(deployment, {"orthanc.json": text})
+    deployment.refresh_from_db()
+    assert deployment.worklist_server == "indexed" and "PythonScript" not in deployment.extra_config
+    rendered = rendered_config(deployment)
+    assert rendered["PythonScript"].endswith("/portal_worklists.py")
+    lines = [str(line) for line in result.lines]
+    assert any("/etc/orthanc/clinic.py" in line and line.startswith("warning") for line in lines), lines
