@@ -60,10 +60,15 @@ def exact(value):
     return value.upper()
 
 
+def first_step(dataset: dict) -> dict:
+    """The first item of the Scheduled Procedure Step Sequence, in Orthanc's short JSON form."""
+    steps = dataset.get("0040,0100")
+    return steps[0] if isinstance(steps, list) and steps and isinstance(steps[0], dict) else {}
+
+
 def query_keys(query: dict):
     """From a query in Orthanc's short JSON form: (date bounds, station AET, accession)."""
-    steps = query.get("0040,0100") or [{}]
-    step = steps[0] if isinstance(steps, list) and steps and isinstance(steps[0], dict) else {}
+    step = first_step(query)
     return (
         date_bounds(step.get("0040,0002")),
         exact(step.get("0040,0001")),
@@ -73,8 +78,7 @@ def query_keys(query: dict):
 
 def file_keys(worklist: dict):
     """The same keys from a worklist file, for comparison with ``query_keys``."""
-    steps = worklist.get("0040,0100") or [{}]
-    step = steps[0] if isinstance(steps, list) and steps and isinstance(steps[0], dict) else {}
+    step = first_step(worklist)
     date = (step.get("0040,0002") or "").strip()
     return (
         date if DATE.match(date) else "",

@@ -1,5 +1,6 @@
 """The renderer: pure, deterministic, every key in one file. Golden files in tests/golden/
-(regenerate with UPDATE_GOLDEN=1 after an intended change, and read the diff)."""
+(regenerate with UPDATE_GOLDEN=1 after an intended change, and read the diff; a change to
+deployments/worklist_server.py changes the probe in access.lua, which digests every file)."""
 
 import datetime
 import json
