@@ -163,7 +163,7 @@ class DeploymentForm(forms.ModelForm):
                 + (" Remote access needs it too." if get("remote_access_allowed") else ""),
             )
         options = sorted(((self.instance.extra_config or {}).get("Worklists") or {}).keys())
-        if get("worklists_enabled") and get("worklist_server") == "indexed" and options:
+        if get("worklists_enabled") and get("worklist_server") == Deployment.WorklistServer.INDEXED and options:
             self.add_error(
                 "worklist_server",
                 f"The imported worklist options {', '.join(options)} only work with Orthanc's classic worklists "

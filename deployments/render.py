@@ -113,7 +113,7 @@ def render_deployment(deployment, users=(), modalities=(), plugins_dir="/usr/sha
     files = {}
     if d.worklists_enabled:
         main["Worklists"] = {**extra.get("Worklists", {}), "Enable": True, "Database": d.worklist_folder}
-        if d.worklist_server == "classic":
+        if d.worklist_server == d.WorklistServer.CLASSIC:
             plugins.append(f"{plugins_dir}/{PLUGINS['worklists']}")
         else:
             # The script reads the same Worklists section; the classic plugin is not loaded.

@@ -50,7 +50,7 @@ def deployment_panel_context(deployment) -> dict:
         "worklist_files": files,
         "worklist_too_many": files > limit,
         "worklist_limit": limit,
-        "worklist_classic": deployment.worklist_server == "classic",
+        "worklist_classic": deployment.worklist_server == deployment.WorklistServer.CLASSIC,
         "worklist_foreign": sorted(foreign),
         "worklist_folder_error": folder_error,
         "worklist_encoding_ok": deployment.default_encoding == deployment.Encoding.UTF8,

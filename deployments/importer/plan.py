@@ -250,11 +250,11 @@ def _worklists(config, plan, plugins, deployment):
     _kept_subkeys(plan, "Worklists", section, {"Enable", "Database"})
     if "Worklists" in plan.extra:
         # Options such as FilterIssuerAet belong to the classic plugin; the portal's server has none.
-        plan.settings["worklist_server"] = "classic"
+        plan.settings["worklist_server"] = Deployment.WorklistServer.CLASSIC
         options = ", ".join(sorted(plan.extra["Worklists"]))
         plan.add("imported", f"Worklists: {options} need Orthanc's classic worklists plugin, which stays in use")
     else:
-        plan.settings["worklist_server"] = "indexed"
+        plan.settings["worklist_server"] = Deployment.WorklistServer.INDEXED
         plan.add("imported", "Worklists: served by the portal's worklist server (Orthanc's Python plugin)")
 
 

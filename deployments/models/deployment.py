@@ -34,6 +34,10 @@ class Deployment(models.Model):
         ANSWERS = "Answers", "Answers"
         NEVER = "Never", "Never"
 
+    class WorklistServer(models.TextChoices):
+        INDEXED = "indexed", "Portal worklist server (Python plugin): reads each file once"
+        CLASSIC = "classic", "Orthanc's worklists plugin: reads every file at every query"
+
     class Encoding(models.TextChoices):
         UTF8 = "Utf8", "UTF-8 (recommended)"
         LATIN1 = "Latin1", "Latin-1 (Orthanc's own default)"
@@ -208,11 +212,8 @@ class Deployment(models.Model):
     worklist_server = models.CharField(
         "worklist server",
         max_length=16,
-        choices=[
-            ("indexed", "Portal worklist server (Python plugin): reads each file once"),
-            ("classic", "Orthanc's worklists plugin: reads every file at every query"),
-        ],
-        default="indexed",
+        choices=WorklistServer.choices,
+        default=WorklistServer.INDEXED,
         help_text="Both serve the same .wl files and Orthanc's own matcher picks the answers. The portal's "
         "server keeps the files in memory, so a full folder still answers quickly; it needs Orthanc's Python "
         "plugin (Debian package orthanc-python).",
