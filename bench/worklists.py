@@ -114,21 +114,8 @@ def make_entries(deployment, count, day_of, status="SCHEDULED", prefix="E", pati
     return patients
 
 
-def write_config(deployment):
-    from django.conf import settings
-
-    from deployments.render import file_mode, render_deployment
-    from portal.files import atomic_write
-
-    files = render_deployment(
-        deployment, [], list(deployment.modalities.all()), plugins_dir=settings.ORTHANC_PLUGINS_DIR
-    )
-    for name, data in files.items():
-        atomic_write(Path(deployment.config_dir) / name, data, mode=file_mode(name))
-
-
 def start_orthanc(var):
-    from deployments.demo import local_deployment, make_folders
+    from deployments.demo import local_deployment, make_folders, write_config
     from deployments.models import Modality
     from deployments.service import LocalService
 
@@ -181,6 +168,7 @@ def bench_sync(deployment, today):
 
 def restart_with(deployment, server):
     """The same Orthanc, serving the folder with the portal's server or the classic plugin."""
+    from deployments.demo import write_config
     from deployments.service import LocalService
 
     deployment.worklist_server = server

@@ -8,11 +8,9 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 
-from portal.files import atomic_write
-
 from .models import Deployment, Modality
-from .push import revision_create
-from .render import file_mode, render_for
+from .push import revision_create, write_files
+from .render import render_for
 
 DEMO_SLUG = "demo"
 
@@ -29,11 +27,11 @@ def free_port(preferred=None, host="127.0.0.1"):
 
 
 def write_config(deployment):
-    """Write the rendered configuration (the configuration issue adds the safe push)."""
+    """Write the configuration rendered from the database, without the push's checks and reload
+    (for an Orthanc that is started afterwards: the benchmarks')."""
     folder = Path(deployment.config_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    for name, data in render_for(deployment).items():
-        atomic_write(folder / name, data, mode=file_mode(name))
+    write_files(folder, render_for(deployment))
 
 
 def local_deployment(base, *, name, slug, dicom_aet="ORTHANC", http_port=None, dicom_port=None, **fields):

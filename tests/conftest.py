@@ -21,9 +21,9 @@ from django.contrib.auth.models import Group, User
 
 from deployments.demo import local_deployment, make_folders
 from deployments.models import Deployment
-from deployments.render import file_mode, render_deployment
+from deployments.push import write_files
+from deployments.render import render_deployment
 from deployments.service import LocalService
-from portal.files import atomic_write
 from portal.roles import ADMIN, SCHEDULER, VIEWER
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,8 +103,7 @@ class OrthancInstance:
         files = render_deployment(
             self.deployment, self.users, self.modalities, plugins_dir=settings.ORTHANC_PLUGINS_DIR
         )
-        for name, data in files.items():
-            atomic_write(folder / name, data, mode=file_mode(name))
+        write_files(folder, files)
 
     def start(self):
         self.service.start(wait=20)

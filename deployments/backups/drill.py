@@ -19,9 +19,9 @@ from django.utils import timezone
 
 from deployments.models import Deployment
 from deployments.orthanc import OrthancClient, OrthancError
-from deployments.render import file_mode, render_deployment
+from deployments.push import write_files
+from deployments.render import render_deployment
 from deployments.service import LocalService
-from portal.files import atomic_write
 
 from . import alerts
 from .manifest import compare, compare_files, live_counts, study_uids
@@ -77,8 +77,7 @@ class ThrowawayOrthanc:
     def __enter__(self):
         folder = Path(self.deployment.config_dir)
         folder.mkdir(parents=True)
-        for name, data in render_deployment(self.deployment, plugins_dir=settings.ORTHANC_PLUGINS_DIR).items():
-            atomic_write(folder / name, data, mode=file_mode(name))
+        write_files(folder, render_deployment(self.deployment, plugins_dir=settings.ORTHANC_PLUGINS_DIR))
         self.service.start(wait=60)
         return OrthancClient.for_deployment(self.deployment, timeout=120)
 
