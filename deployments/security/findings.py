@@ -9,6 +9,8 @@ from pathlib import Path
 
 from django.urls import NoReverseMatch, reverse
 
+from ..render import LUA_FILE, SECRET_FILES, WORKLIST_SCRIPT
+
 SEVERITIES = ["critical", "high", "medium", "low", "info"]
 BADGES = {
     "critical": "text-bg-danger",
@@ -64,8 +66,8 @@ DEFAULT_CREDENTIALS = [
     ("test", "test"),
 ]
 HARMLESS_SCRIPT = "print('portal security audit: this script does nothing')"
-SECRET_FILES = ("credentials.json", "postgresql.json")
-CODE_FILES = ("access.lua", "portal_worklists.py")
+# Orthanc runs these as code: whoever can change one runs code inside Orthanc.
+CODE_FILES = (LUA_FILE, WORKLIST_SCRIPT)
 
 
 def is_weak_password(username: str, password: str) -> bool:
@@ -308,6 +310,15 @@ def _dicom_findings(d, modalities):
 # ---------------------------------------------------------------- files
 
 
+def _modes(folder, names):
+    """(name, permission bits) of the files that exist."""
+    for name in names:
+        try:
+            yield name, stat.S_IMODE(os.stat(folder / name).st_mode)
+        except FileNotFoundError:
+            continue
+
+
 def file_findings(d) -> list[Finding]:
     folder = Path(d.config_dir)
     if not folder.is_dir():
@@ -321,11 +332,7 @@ def file_findings(d) -> list[Finding]:
             )
         ]
     f = []
-    for name in SECRET_FILES:
-        try:
-            mode = stat.S_IMODE(os.stat(folder / name).st_mode)
-        except FileNotFoundError:
-            continue
+    for name, mode in _modes(folder, sorted(SECRET_FILES)):
         if mode & 0o077:
             f.append(
                 Finding(
@@ -338,12 +345,7 @@ def file_findings(d) -> list[Finding]:
                     part="files",
                 )
             )
-    # Orthanc runs these as code: whoever can change one runs code inside Orthanc.
-    for name in CODE_FILES:
-        try:
-            mode = stat.S_IMODE(os.stat(folder / name).st_mode)
-        except FileNotFoundError:
-            continue
+    for name, mode in _modes(folder, CODE_FILES):
         if mode & 0o022:
             f.append(
                 Finding(
