@@ -141,7 +141,7 @@ class Index:
         return (signature, data, _keys_of(data))
 
     def _list(self):
-        files = {}
+        files, foreign_names = {}, []
         with os.scandir(self.folder) as entries:
             for entry in entries:
                 if not entry.name.lower().endswith(".wl"):
@@ -155,7 +155,9 @@ class Index:
                     record = self._read(entry.path, st, self.files.get(entry.name), foreign)
                     if record:
                         files[entry.name] = record
-        self.foreign = [name for name in files if not PORTAL_FILE.match(name)]
+                        if foreign:
+                            foreign_names.append(entry.name)
+        self.foreign = foreign_names
         return files
 
     def _recheck_foreign(self):

@@ -169,6 +169,8 @@ def test_a_changed_file_is_never_answered_as_it_was(wl_orthanc):
     assert sorted(a.AccessionNumber for a in cfind(wl_orthanc)) == ["CHANGE-ME", "RIS-BBBB"]
     foreign.AccessionNumber = "RIS-CCCC"
     foreign.save_as(folder / "ris.wl", enforce_file_format=True)
+    # Edited in place, the folder itself unchanged: only the check of foreign files sees it.
+    assert sorted(a.AccessionNumber for a in cfind(wl_orthanc)) == ["CHANGE-ME", "RIS-CCCC"]
     entry.requested_procedure_description = "After!"
     entry.save()
     worklist_sync(d.pk)
