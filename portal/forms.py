@@ -1,6 +1,11 @@
+import datetime
+
 from django import forms
 from django.contrib.auth.models import Group, User
+from django.utils import timezone
 
+from . import tokens
+from .models import ApiToken
 from .roles import ROLE_HELP, ROLE_NAMES
 
 
@@ -53,3 +58,58 @@ class AuditFilterForm(forms.Form):
         if data.get("date_from") and data.get("date_to") and data["date_from"] > data["date_to"]:
             self.add_error("date_to", "The end date is before the start date.")
         return data
+
+
+class ApiTokenForm(forms.Form):
+    """A new API token. ``owners``: the accounts the token may act as (an Admin chooses);
+    None: the token acts as ``acting_user``."""
+
+    name = forms.CharField(
+        max_length=100,
+        help_text="What will use it, e.g. “Practice system”. At most 100 characters.",
+    )
+    user = forms.ModelChoiceField(
+        queryset=User.objects.none(),
+        label="Acts as",
+        help_text="The account whose permissions the token carries: a Scheduler account for a practice system.",
+    )
+    valid_until = forms.DateField(
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text=f"The token stops working after this day. At most {tokens.MAX_DAYS} days ahead.",
+    )
+
+    def __init__(self, *args, acting_user, owners=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.acting_user = acting_user
+        today = timezone.localdate()
+        self.fields["valid_until"].initial = today + datetime.timedelta(days=tokens.DEFAULT_DAYS)
+        if owners is None:
+            del self.fields["user"]
+        else:
+            self.fields["user"].queryset = owners
+            self.fields["user"].initial = acting_user.pk if acting_user else None
+
+    def clean_valid_until(self):
+        day = self.cleaned_data["valid_until"]
+        today = timezone.localdate()
+        last = today + datetime.timedelta(days=tokens.MAX_DAYS)
+        if day < today:
+            raise forms.ValidationError("This day is past: choose today or a later day.")
+        if day > last:
+            raise forms.ValidationError(f"At most {tokens.MAX_DAYS} days ahead: {last:%Y-%m-%d} or earlier.")
+        return day
+
+    def clean(self):
+        data = super().clean()
+        owner = data.get("user", self.acting_user)
+        name = data.get("name")
+        in_use = ApiToken.objects.filter(revoked_at__isnull=True, expires_at__gt=timezone.now())
+        if name and owner and in_use.filter(user=owner, name__iexact=name).exists():
+            self.add_error(
+                "name", f"{owner} already has a token named “{name}” in use: revoke it or choose another name."
+            )
+        return data
+
+    @property
+    def owner(self):
+        return self.cleaned_data.get("user", self.acting_user)

@@ -75,3 +75,44 @@ class Job(models.Model):
         if self.state == self.State.PENDING and self.send_error:
             return "Queued for later: the task queue is unreachable, it will be sent when it is back"
         return self.get_state_display()
+
+
+class ApiToken(models.Model):
+    """A named API token of one integration (e.g. "Practice system"), acting as its owner.
+
+    Only the SHA-256 digest of the token is stored: the token itself is shown once, at creation.
+    The prefix is the token's first characters, not secret, so people can tell tokens apart.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16)
+    digest = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    expires_at = models.DateTimeField()
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        # Tokens in use first, then the revoked ones (the newest revocations first).
+        ordering = [models.F("revoked_at").desc(nulls_first=True), "-created_at", "-id"]
+        default_permissions = ()
+        permissions = [
+            ("manage_own_apitokens", "Can create and revoke their own API tokens"),
+            ("manage_all_apitokens", "Can create and revoke API tokens of any staff account"),
+        ]
+
+    def __str__(self):
+        return f"{self.name} ({self.prefix}…, {self.user})"
+
+    @property
+    def is_expired(self):
+        return self.expires_at <= timezone.now()
+
+    @property
+    def is_active(self):
+        return self.revoked_at is None and not self.is_expired

@@ -11,12 +11,13 @@ ADMIN, SCHEDULER, VIEWER = "Admin", "Scheduler", "Viewer"
 ROLE_NAMES = [ADMIN, SCHEDULER, VIEWER]
 ROLE_HELP = {
     ADMIN: "Everything, including Orthanc configuration, backups and staff accounts.",
-    SCHEDULER: "The worklist only: schedules, edits and cancels ultrasound appointments.",
+    SCHEDULER: "The worklist only: schedules, edits and cancels ultrasound appointments; makes its own API tokens.",
     VIEWER: "Read-only dashboards: Orthanc status, deployments and backups.",
 }
 ROLE_PERMISSIONS = {
     ADMIN: ["portal.*", "deployments.*", "worklists.*", "auth.*", "django_celery_beat.*", "backups.*"],
-    SCHEDULER: ["worklists.view_*", "worklists.add_*", "worklists.change_*"],
+    # Schedulers connect the practice system to the worklist: they make its API tokens.
+    SCHEDULER: ["worklists.view_*", "worklists.add_*", "worklists.change_*", "portal.manage_own_apitokens"],
     VIEWER: ["portal.view_dashboard", "deployments.view_*", "backups.view_*"],
 }
 MANAGED_APPS = {"portal", "deployments", "backups", "worklists", "auth", "django_celery_beat"}
@@ -76,6 +77,7 @@ NAV = [
     ("Backups", "backups:dashboard", "backups.view_backupschedule"),
     ("Audit log", "audit_log", "portal.view_auditentry"),
     ("Staff", "staff_list", "portal.manage_staff"),
+    ("API tokens", "api_tokens", "portal.manage_own_apitokens"),
 ]
 
 

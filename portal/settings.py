@@ -67,7 +67,6 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "axes",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "portal",
     "deployments",
@@ -78,6 +77,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "portal.middleware.ContentSecurityPolicyMiddleware",
+    "portal.middleware.NoStoreMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -240,9 +240,10 @@ PUSH_VERIFY_TIMEOUT = env.float("PUSH_VERIFY_TIMEOUT", default=15.0)
 # --- Worklists (issue 4): the REST API for practice-management systems, its OpenAPI schema,
 # and how the worklist folder is kept.
 REST_FRAMEWORK = {
-    # A token per integration (one service account each); staff browsing the API use their session.
+    # A named token per integration, stored hashed (portal/tokens.py); staff browsing the API use
+    # their session.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "portal.tokens.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["worklists.permissions.ModelPermissions"],

@@ -9,9 +9,9 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from . import audit
+from . import audit, tokens
 from .dashboard import deployment_cards
-from .forms import AuditFilterForm, StaffForm
+from .forms import ApiTokenForm, AuditFilterForm, StaffForm
 from .models import AuditEntry
 from .roles import SCHEDULER, require_perm, role_of
 
@@ -91,6 +91,10 @@ def staff_edit(request, pk):
         form.save()
         audit.record(request, AuditEntry.Action.UPDATE, staff, before, _staff_snapshot(staff))
         messages.success(request, f"Saved {staff.username}.")
+        if before["is_active"] and not staff.is_active:
+            revoked = tokens.tokens_revoke_all(staff, "account deactivated", by=request)
+            if revoked:
+                messages.success(request, f"Revoked the {revoked} API token(s) of {staff.username}.")
         return redirect("staff_list")
     return render(request, "portal/staff_form.html", {"form": form, "staff": staff})
 
@@ -104,8 +108,45 @@ def staff_reset_password(request, pk):
     staff.save(update_fields=["password"])
     axes_reset(username=staff.username)
     audit.record(request, AuditEntry.Action.ACTION, staff, summary="password reset and login lockout cleared")
-    return render(request, "portal/password_once.html", {"staff": staff, "password": password})
+    # Whoever knew the old password may have made tokens with it.
+    revoked = tokens.tokens_revoke_all(staff, "password reset", by=request)
+    return render(request, "portal/password_once.html", {"staff": staff, "password": password, "revoked": revoked})
 
 
 def _new_password():
     return secrets.token_urlsafe(18)
+
+
+# An Admin makes and revokes anyone's tokens; a Scheduler only their own (portal/tokens.py).
+
+
+@require_perm("portal.manage_own_apitokens")
+def api_tokens(request):
+    return render(
+        request,
+        "portal/api_tokens.html",
+        {
+            "tokens": tokens.tokens_visible_to(request.user),
+            "everyone": request.user.has_perm("portal.manage_all_apitokens"),
+        },
+    )
+
+
+@require_perm("portal.manage_own_apitokens")
+def api_token_create(request):
+    owners = tokens.possible_owners() if request.user.has_perm("portal.manage_all_apitokens") else None
+    form = ApiTokenForm(request.POST or None, acting_user=request.user, owners=owners)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        row, token = tokens.token_create(form.owner, data["name"], tokens.end_of(data["valid_until"]), by=request)
+        return render(request, "portal/api_token_once.html", {"row": row, "token": token})
+    return render(request, "portal/api_token_form.html", {"form": form})
+
+
+@require_POST
+@require_perm("portal.manage_own_apitokens")
+def api_token_revoke(request, pk):
+    token = get_object_or_404(tokens.tokens_visible_to(request.user), pk=pk)
+    tokens.token_revoke(token, f"revoked by {request.user.get_username()}", by=request)
+    messages.success(request, f"Revoked the token “{token.name}” ({token.prefix}…): it no longer works.")
+    return redirect("api_tokens")

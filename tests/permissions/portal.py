@@ -1,4 +1,18 @@
+from datetime import timedelta
+
+from django.utils import timezone
+
 from . import G, P, Row
+
+
+def _token_world(world):
+    from portal import tokens
+
+    expires = timezone.now() + timedelta(days=30)
+    world.api_token, _ = tokens.token_create(world.scheduler, "Matrix practice system", expires)
+
+
+WORLD_HOOKS = [_token_world]
 
 MATRIX = {
     # Schedulers see only the worklist: the home page sends them there.
@@ -14,4 +28,9 @@ MATRIX = {
     "staff_create": G(),
     "staff_edit": G(kwargs={"pk": "viewer.pk"}),
     "staff_reset_password": P(admin=200, kwargs={"pk": "viewer.pk"}),
+    # Schedulers make and revoke their own tokens (the world's token is the Scheduler's);
+    # tests/test_api_tokens.py covers another account's token.
+    "api_tokens": G(scheduler=200),
+    "api_token_create": G(scheduler=200),
+    "api_token_revoke": P(scheduler=302, kwargs={"pk": "api_token.pk"}),
 }

@@ -10,8 +10,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 
+from portal.tokens import token_create
 from tests.worklists.conftest import make_entry
 from worklists.models import Patient, WorklistEntry
 
@@ -205,8 +205,8 @@ def test_csv_import_lists_errors_by_line_and_column_and_writes_nothing(desk, wl_
 
 @pytest.fixture
 def api(client, scheduler_user, wl_deployment):
-    token = Token.objects.create(user=scheduler_user)
-    client.defaults["HTTP_AUTHORIZATION"] = f"Token {token.key}"
+    _, token = token_create(scheduler_user, "Practice system", timezone.now() + datetime.timedelta(days=1))
+    client.defaults["HTTP_AUTHORIZATION"] = f"Token {token}"
     return client
 
 
@@ -289,8 +289,8 @@ def test_api_validation_errors_are_400_json_naming_the_field_and_nothing_is_writ
 
 def test_the_api_needs_a_token_and_a_viewer_token_reads_nothing(client, viewer_user, wl_deployment):
     assert client.get(reverse("api:entry-list")).status_code == 401
-    token = Token.objects.create(user=viewer_user)
-    assert client.get(reverse("api:entry-list"), HTTP_AUTHORIZATION=f"Token {token.key}").status_code == 403
+    _, token = token_create(viewer_user, "Viewer's script", timezone.now() + datetime.timedelta(days=1))
+    assert client.get(reverse("api:entry-list"), HTTP_AUTHORIZATION=f"Token {token}").status_code == 403
 
 
 def test_the_openapi_schema_and_its_doc_page_describe_the_entries(api, desk):
