@@ -5,6 +5,7 @@ from portal.jobs import job_task
 from .models import Deployment
 from .push import deployment_push, fingerprint, revision_create
 from .render import render_for
+from .security.runs import security_audit_request_all, security_audit_run
 from .status import deployment_status
 
 
@@ -38,3 +39,12 @@ def expire_users_task():
         applied = deployment.revisions.filter(state="applied").first()
         if applied and applied.fingerprint != fingerprint(render_for(deployment)):
             revision_create(deployment, reason="an Orthanc account expired")
+
+
+security_audit_run_task = job_task("deployments.security_audit_run")(security_audit_run)
+
+
+@shared_task(name="deployments.security_audit_all")
+def security_audit_all_task():
+    """The live audit of every deployment, on schedule: each runs on its own worker."""
+    return security_audit_request_all()

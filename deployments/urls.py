@@ -29,4 +29,5 @@ urlpatterns = [
     path("<slug:slug>/service-account/rotate/", users.service_rotate, name="service_rotate"),
     path("<slug:slug>/import/", import_views.deployment_import, name="import"),
     path("<slug:slug>/security/", security_views.deployment_security, name="security"),
+    path("<slug:slug>/security/audit/", security_views.security_audit_start, name="security_audit"),
 ]

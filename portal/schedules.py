@@ -11,6 +11,8 @@ PERIODIC = {
     "Remove expired Orthanc accounts": ("deployments.expire_users", 3600, {}),
     "Sync every worklist folder": ("worklists.sync_all", 60, {}),
     "Close worklist entries from Orthanc's changes": ("worklists.completion_all", 30, {}),
+    # Tries logins against each Orthanc: daily, and on demand from the security page.
+    "Audit every Orthanc's security (live)": ("deployments.security_audit_all", 24 * 3600, {}),
 }
 
 

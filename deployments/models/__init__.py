@@ -2,5 +2,6 @@ from .deployment import Deployment, aet_validator
 from .modality import Modality
 from .orthanc_user import OrthancUser
 from .revision import ConfigRevision
+from .security_audit import SecurityAudit
 
-__all__ = ["ConfigRevision", "Deployment", "Modality", "OrthancUser", "aet_validator"]
+__all__ = ["ConfigRevision", "Deployment", "Modality", "OrthancUser", "SecurityAudit", "aet_validator"]

@@ -1,7 +1,9 @@
-from . import G
+from . import G, P
 
-# The security page asks the World's Orthanc (nothing listens on 127.0.0.1:9): it still answers 200.
+# The security page asks no Orthanc (the live audit's result is stored); viewers may read it,
+# only Admins may start the live audit.
 MATRIX = {
     "deployments:import": G(kwargs={"slug": "deployment.slug"}),
     "deployments:security": G(viewer=200, kwargs={"slug": "deployment.slug"}),
+    "deployments:security_audit": P(kwargs={"slug": "deployment.slug"}),
 }

@@ -1,11 +1,15 @@
-"""Print a deployment's security findings; exit status 1 on any critical one (for cron)."""
+"""Print a deployment's security findings; exit status 1 on any critical one (for cron).
+
+The audit runs here, in this process, and its result is stored like a task's: the security page
+then shows it."""
 
 import json
 
 from django.core.management.base import BaseCommand, CommandError
 
 from deployments.models import Deployment
-from deployments.security import audit_deployment, has_critical
+from deployments.security import has_critical
+from deployments.security.runs import security_audit_inline
 
 
 class Command(BaseCommand):
@@ -20,7 +24,7 @@ class Command(BaseCommand):
         deployment = Deployment.objects.filter(slug=slug).first()
         if deployment is None:
             raise CommandError(f"no deployment {slug!r}", returncode=2)
-        findings = audit_deployment(deployment, live=not options["no_live"])
+        findings = security_audit_inline(deployment, live=not options["no_live"])
         if options["json"]:
             self.stdout.write(_json(findings))
         else:
