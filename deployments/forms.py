@@ -70,9 +70,8 @@ SETTINGS_FIELDS = [f for _, names in SETTINGS_SECTIONS for f in names if f != "c
 NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 
 
-def _absolute(value, label):
-    if value and (not value.startswith("/") or "\x00" in value or "/../" in f"{value}/"):
-        raise ValidationError(f"{label} must be an absolute path without '..', e.g. /var/lib/orthanc/db.")
+def _folder(value):
+    # The rule (absolute, no '..') is the model field's validator, shared with the importer.
     return value.rstrip("/") or value
 
 
@@ -130,25 +129,16 @@ class DeploymentForm(forms.ModelForm):
         return self.cleaned_data["pg_password"] or self.instance.pg_password
 
     def clean_config_dir(self):
-        return _absolute(self.cleaned_data["config_dir"], "The configuration folder")
+        return _folder(self.cleaned_data["config_dir"])
 
     def clean_storage_dir(self):
-        return _absolute(self.cleaned_data["storage_dir"], "The storage folder")
+        return _folder(self.cleaned_data["storage_dir"])
 
     def clean_index_dir(self):
-        return _absolute(self.cleaned_data["index_dir"], "The index folder")
+        return _folder(self.cleaned_data["index_dir"])
 
     def clean_worklists_dir(self):
-        return _absolute(self.cleaned_data["worklists_dir"], "The worklist folder")
-
-    def clean_ssl_certificate(self):
-        return _absolute(self.cleaned_data["ssl_certificate"], "The certificate")
-
-    def clean_dicomweb_root(self):
-        value = self.cleaned_data["dicomweb_root"]
-        if not re.fullmatch(r"/[A-Za-z0-9._/-]*/", value):
-            raise ValidationError("A URL path that starts and ends with '/', e.g. /dicom-web/.")
-        return value
+        return _folder(self.cleaned_data["worklists_dir"])
 
     def clean(self):
         data = super().clean()
@@ -287,12 +277,7 @@ class ModalityForm(forms.ModelForm):
             raise ValidationError(
                 "Orthanc checks modality addresses on this deployment: give an IP address, not a host name."
             )
-        if not re.fullmatch(
-            r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*",
-            host,
-        ):
-            raise ValidationError("Give an IP address or a host name (letters, digits, '-' and dots).")
-        return host
+        return host  # a host name's form is the model field's validator, shared with the importer
 
     def clean(self):
         data = super().clean()

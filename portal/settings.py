@@ -78,6 +78,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "portal.middleware.ContentSecurityPolicyMiddleware",
     "portal.middleware.NoStoreMiddleware",
+    # Before anything reads request.POST (CSRF, axes): an unreadable form body is a 400, not a 500.
+    "portal.middleware.FormBodyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -251,6 +253,13 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # Limits on what is read (size, nesting, storable text) and a 400, never a 500, for any refusal.
+    "DEFAULT_PARSER_CLASSES": [
+        "worklists.api_input.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "EXCEPTION_HANDLER": "worklists.api_input.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Orthanc Clinic Portal API",

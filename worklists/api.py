@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from deployments.models import Deployment, Modality
 from portal import audit
 from portal.models import AuditEntry
+from portal.text import SEARCH_MAX_LENGTH, search_problem
 
 from .models import InvalidTransition, Patient, WorklistEntry
 from .scheduling import change_status, save_entry, save_patient, shown_values, station_problems
@@ -35,6 +36,16 @@ class PatientSerializer(serializers.ModelSerializer):
     class Meta:
         model = Patient
         fields = ["id", "deployment", *PATIENT_FIELDS]
+
+    def validate_deployment(self, deployment):
+        # Its entries live on that deployment's machines: moving the patient would make them
+        # point across deployments.
+        if self.instance is not None and deployment != self.instance.deployment:
+            raise serializers.ValidationError(
+                "A patient's deployment is fixed when the patient is created; add the patient to the other "
+                "deployment instead."
+            )
+        return deployment
 
 
 class EntrySerializer(serializers.ModelSerializer):
@@ -99,6 +110,8 @@ class EntrySerializer(serializers.ModelSerializer):
             .exists()
         ):
             raise serializers.ValidationError({"accession_number": ["This accession number is already used."]})
+        if self.instance is not None and "patient" in attrs:
+            attrs["patient"] = self._whole_patient(attrs["patient"])
         patient = attrs.get("patient") or {}
         problems = station_problems(station, shown_values(patient, attrs))
         if problems:
@@ -110,6 +123,25 @@ class EntrySerializer(serializers.ModelSerializer):
                     errors[name] = [message]
             raise serializers.ValidationError({k: v for k, v in errors.items() if v})
         return attrs
+
+    def _whole_patient(self, given):
+        """A PATCH may send part of the patient: the rest comes from the patient its ID names
+        (by default the entry's own), so a partial patient changes only what it sends."""
+        patient_id = given.get("patient_id", self.instance.patient.patient_id)
+        known = Patient.objects.filter(deployment=self.instance.deployment, patient_id=patient_id).first()
+        whole = {name: getattr(known, name) for name in PATIENT_FIELDS} if known else {}
+        whole.update(given)
+        missing = [name for name in ("patient_id", "family_name") if not whole.get(name)]
+        if missing:
+            raise serializers.ValidationError(
+                {
+                    "patient": {
+                        name: [f"Required: no patient {patient_id!r} exists yet on this deployment."]
+                        for name in missing
+                    }
+                }
+            )
+        return whole
 
     def _save(self, validated, instance=None):
         request = self.context["request"]
@@ -133,6 +165,13 @@ class TransitionSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=WorklistEntry.Status.choices)
 
 
+PATIENT_FILTERS = [
+    OpenApiParameter("deployment", str, description="Deployment slug"),
+    OpenApiParameter("q", str, description=f"Family name or patient ID prefix, at most {SEARCH_MAX_LENGTH} characters"),
+]
+
+
+@extend_schema_view(list=extend_schema(parameters=PATIENT_FILTERS))
 class PatientViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, viewsets.ReadOnlyModelViewSet):
     """Patients of a deployment. ``?deployment=<slug>&q=<family name or ID prefix>``."""
 
@@ -145,6 +184,8 @@ class PatientViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, viewsets.
         if params.get("deployment"):
             qs = qs.filter(deployment__slug=params["deployment"])
         if params.get("q"):
+            if search_problem(params["q"]):
+                raise serializers.ValidationError({"q": [search_problem(params["q"])]})
             qs = qs.filter(Q(family_name__istartswith=params["q"]) | Q(patient_id__istartswith=params["q"]))
         return qs
 

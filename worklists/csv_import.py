@@ -29,6 +29,7 @@ ENTRY_COLUMNS = [
 COLUMNS = PATIENT_COLUMNS + ENTRY_COLUMNS
 REQUIRED = ["patient_id", "family_name", "scheduled_date", "scheduled_time", "station"]
 MAX_ROWS = 5000
+MAX_LISTED_ERRORS = 50  # the page lists these and counts the rest
 _COMPACT_DATE = re.compile(r"^(\d{4})(\d{2})(\d{2})$")
 
 
@@ -49,21 +50,38 @@ class Parsed:
     def ok(self):
         return bool(self.rows) and not self.errors
 
+    @property
+    def listed_errors(self):
+        return self.errors[:MAX_LISTED_ERRORS]
+
+    @property
+    def unlisted_errors(self):
+        return max(0, len(self.errors) - MAX_LISTED_ERRORS)
+
 
 def _date(value):
     match = _COMPACT_DATE.match(value)
     return f"{match[1]}-{match[2]}-{match[3]}" if match else value
 
 
+def _names(names):
+    return ", ".join(name if len(name) <= 40 else f"{name[:40]}…" for name in names)
+
+
 def parse(deployment, text: str) -> Parsed:
     parsed = Parsed()
-    reader = csv.DictReader(io.StringIO(text))
-    header = [h.strip() for h in (reader.fieldnames or [])]
+    # newline="": the csv module then reads \n, \r\n and a lone \r (old Mac exports) as line ends.
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        header = [h.strip() for h in (reader.fieldnames or [])]
+    except csv.Error as exc:
+        parsed.errors.append((1, "", _csv_error(exc)))
+        return parsed
     reader.fieldnames = header
     unknown = [h for h in header if h not in COLUMNS]
     missing = [h for h in REQUIRED if h not in header]
     if unknown:
-        parsed.errors.append((1, ", ".join(unknown), f"Unknown column; the columns are: {', '.join(COLUMNS)}."))
+        parsed.errors.append((1, _names(unknown), f"Unknown column; the columns are: {', '.join(COLUMNS)}."))
     if missing:
         parsed.errors.append((1, ", ".join(missing), "Required column missing from the header line."))
     if parsed.errors:
@@ -84,10 +102,16 @@ def parse(deployment, text: str) -> Parsed:
                 continue
             _check_row(deployment, line, values, stations, seen_accessions, parsed)
     except csv.Error as exc:
-        parsed.errors.append((reader.line_num, "", f"Not a readable CSV line: {exc}"))
+        parsed.errors.append((reader.line_num, "", _csv_error(exc)))
     if not parsed.rows and not parsed.errors:
         parsed.errors.append((1, "", "The file has a header line but no rows."))
     return parsed
+
+
+def _csv_error(exc):
+    if "field larger than field limit" in str(exc):
+        return f"A value longer than {csv.field_size_limit() // 1024} KiB: no column holds that much."
+    return f"Not a readable CSV line: {exc}."
 
 
 def _check_row(deployment, line, values, stations, seen_accessions, parsed):

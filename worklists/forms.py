@@ -1,6 +1,8 @@
 from django import forms
 from django.core.validators import MaxLengthValidator
 
+from portal.text import SEARCH_MAX_LENGTH
+
 from .models import Patient, WorklistEntry
 from .scheduling import shown_values, station_problems, worklist_stations
 
@@ -114,19 +116,22 @@ def entry_data(entry_form) -> dict:
 
 class ListFilterForm(forms.Form):
     date = forms.DateField(required=False, widget=DateInput())
-    q = forms.CharField(required=False, max_length=64, label="Search")
+    q = forms.CharField(required=False, max_length=SEARCH_MAX_LENGTH, label="Search")
+
+
+MAX_CSV_BYTES = 5_000_000
 
 
 class CsvUploadForm(forms.Form):
     file = forms.FileField(required=False, help_text="UTF-8 CSV with a header line; see the columns below.")
-    text = forms.CharField(required=False, widget=forms.HiddenInput)
+    text = forms.CharField(required=False, max_length=MAX_CSV_BYTES, widget=forms.HiddenInput)
 
     def clean(self):
         data = super().clean()
         upload = data.get("file")
         if upload:
-            raw = upload.read(5_000_001)
-            if len(raw) > 5_000_000:
+            raw = upload.read(MAX_CSV_BYTES + 1)
+            if len(raw) > MAX_CSV_BYTES:
                 raise forms.ValidationError("The file is larger than 5 MB.")
             try:
                 data["text"] = raw.decode("utf-8-sig")

@@ -4,13 +4,17 @@ import uuid
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxLengthValidator
 from django.db import models
 from django.db.models import F
 from django.utils import timezone
 
 from deployments.models import Deployment, Modality
+from portal.text import multi_line
 
 from . import vr
+
+NOTES_MAX_LENGTH = 2000
 
 
 class Patient(models.Model):
@@ -109,7 +113,14 @@ class WorklistEntry(models.Model):
     station_name = models.CharField(max_length=16, blank=True, validators=[vr.check_sh])
     performing_physician = models.CharField(max_length=324, blank=True, validators=[vr.check_pn])
     referring_physician = models.CharField(max_length=324, blank=True, validators=[vr.check_pn])
-    notes = models.TextField("internal notes", blank=True, help_text="Never sent to the machines.")
+    notes = models.TextField(
+        "internal notes",
+        max_length=NOTES_MAX_LENGTH,
+        blank=True,
+        # TextField's max_length binds forms and the API only; the validator binds the model too.
+        validators=[MaxLengthValidator(NOTES_MAX_LENGTH), multi_line],
+        help_text=f"Never sent to the machines. At most {NOTES_MAX_LENGTH} characters.",
+    )
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.SCHEDULED, db_index=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(default=timezone.now)

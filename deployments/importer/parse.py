@@ -3,6 +3,8 @@
 import json
 from pathlib import Path
 
+from portal.text import json_problem
+
 MAX_FILE_BYTES = 2 * 1024 * 1024
 
 
@@ -81,6 +83,11 @@ def parse_text(text: str, name: str = "<text>") -> tuple[dict, list[str]]:
         raise ConfigImportError(f"{name}: nested too deeply to be an Orthanc configuration") from None
     if not isinstance(data, dict):
         raise ConfigImportError(f"{name}: the file must hold one JSON object {{ ... }}, not a {type(data).__name__}")
+    # A NUL or a lone surrogate anywhere (kept keys included) would reach the database and the
+    # files Orthanc reads: refused here, with where it is.
+    problem = json_problem(data)
+    if problem:
+        raise ConfigImportError(f"{name}: {problem[0]}: {problem[1]}")
     return data, [f"{name}: {key} is defined twice; the last value is used, as Orthanc does" for key in duplicates]
 
 

@@ -107,11 +107,18 @@ def _typed(key, value, kind, secret=False):
     return value
 
 
-def _check_field(model, name, value, key):
+def _check_field(model, name, value, key, secret=False):
+    """The model field's own checks: the rules the forms apply, from the same validators."""
     try:
         return model._meta.get_field(name).clean(value, None)
     except ValidationError as exc:
-        raise ConfigImportError(f"{key}: {json.dumps(value)}: {' '.join(exc.messages)}") from None
+        shown = "(not shown: a password)" if secret else _shown(value)
+        raise ConfigImportError(f"{key}: {shown}: {' '.join(exc.messages)}") from None
+
+
+def _shown(value, limit=80):
+    text = json.dumps(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
 def loaded_plugins(entries) -> tuple[set[str], list[str]]:
@@ -297,9 +304,15 @@ def _postgresql(config, plan, plugins):
     values = dict(section)
     if "ConnectionUri" in values:
         uri = urlsplit(_typed("PostgreSQL.ConnectionUri", values.pop("ConnectionUri"), str))
+        try:
+            port = uri.port or 5432
+        except ValueError as exc:  # e.g. postgresql://host:abc/db
+            raise ConfigImportError(
+                f"PostgreSQL.ConnectionUri: the port is not a number from 1 to 65535 ({exc})"
+            ) from None
         values.update(
             Host=uri.hostname or "",
-            Port=uri.port or 5432,
+            Port=port,
             Database=uri.path.lstrip("/"),
             Username=unquote(uri.username or ""),
             Password=unquote(uri.password or ""),
@@ -313,7 +326,7 @@ def _postgresql(config, plan, plugins):
         ("EnableSsl", "pg_tls", bool, False),
     ):
         value = _typed(f"PostgreSQL.{key}", values.get(key, default), kind, secret=key == "Password")
-        plan.settings[name] = _check_field(Deployment, name, value, f"PostgreSQL.{key}")
+        plan.settings[name] = _check_field(Deployment, name, value, f"PostgreSQL.{key}", secret=key == "Password")
     plan.settings["index_backend"] = Deployment.IndexBackend.POSTGRESQL
     plan.add("imported", f"PostgreSQL index on {plan.settings['pg_host']}:{plan.settings['pg_port']}")
     # Not kept in extra_config: that goes to orthanc.json, and PostgreSQL lives in postgresql.json.
@@ -326,7 +339,8 @@ def _users(config, plan, deployment):
     users = _typed("RegisteredUsers", config.get("RegisteredUsers", {}), dict)
     for username, password in users.items():
         _check_field(OrthancUser, "username", username, f"RegisteredUsers: user {json.dumps(username)}")
-        _typed(f"RegisteredUsers: the password of {json.dumps(username)}", password, str, secret=True)
+        key = f"RegisteredUsers: the password of {json.dumps(username)}"
+        _check_field(OrthancUser, "password", _typed(key, password, str, secret=True), key, secret=True)
         if not password:
             raise ConfigImportError(f"RegisteredUsers: user {json.dumps(username)} has an empty password")
         if username == deployment.service_username:
@@ -349,8 +363,10 @@ def _modalities(config, plan):
             entry = dict(zip(("AET", "Host", "Port", "Manufacturer"), entry, strict=False))
         _typed(label, entry, dict)
         port = entry.get("Port", 104)
-        if isinstance(port, str) and port.isdigit():
-            port = int(port)  # Orthanc accepts a port written as a string
+        if isinstance(port, str):
+            # Orthanc accepts a port written as a string; the field decides what is a number
+            # (str.isdigit() would take "²").
+            port = _check_field(Modality, "port", port, f"{label}.Port")
         row = {
             "name": name,
             "aet": _typed(f"{label}.AET", entry.get("AET", ""), str),

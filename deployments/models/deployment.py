@@ -1,8 +1,10 @@
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.urls import reverse
 
 from portal.crypto import EncryptedTextField
+from portal.text import single_line
 
 aet_validator = RegexValidator(
     r"^(?! *$)[\x20-\x5b\x5d-\x7e]{1,16}$",
@@ -12,6 +14,16 @@ port_validators = [
     MinValueValidator(1, "A port is between 1 and 65535."),
     MaxValueValidator(65535, "A port is between 1 and 65535."),
 ]
+url_path_validator = RegexValidator(
+    r"\A/[A-Za-z0-9._/-]*/\Z", "A URL path that starts and ends with '/', e.g. /dicom-web/."
+)
+
+
+def absolute_path(value):
+    """A path on the Orthanc host: absolute, no '..', one line of text."""
+    single_line(value)
+    if value and (not value.startswith("/") or "/../" in f"{value}/"):
+        raise ValidationError("An absolute path without '..', e.g. /var/lib/orthanc/db.", code="path")
 
 
 class Deployment(models.Model):
@@ -44,7 +56,12 @@ class Deployment(models.Model):
         ASCII = "Ascii", "ASCII"
 
     # --- identity and how the portal reaches it
-    name = models.CharField(max_length=100, unique=True, help_text="Also Orthanc's own Name, shown in its explorer.")
+    name = models.CharField(
+        max_length=100,
+        unique=True,
+        validators=[single_line],
+        help_text="Also Orthanc's own Name, shown in its explorer.",
+    )
     slug = models.SlugField(
         max_length=50, unique=True, help_text="Short name for URLs and the task queue (deployment.&lt;slug&gt;)."
     )
@@ -52,15 +69,27 @@ class Deployment(models.Model):
         "Orthanc REST URL", help_text="How the portal reaches Orthanc's REST API, e.g. http://127.0.0.1:8042."
     )
     service_username = models.CharField(
-        max_length=64, default="portal", help_text="The portal's own admin account on this Orthanc."
+        max_length=64,
+        default="portal",
+        validators=[single_line],
+        help_text="The portal's own admin account on this Orthanc.",
     )
-    service_password = EncryptedTextField(blank=True, help_text="Stored encrypted; never shown again.")
+    service_password = EncryptedTextField(
+        blank=True, validators=[single_line], help_text="Stored encrypted; never shown again."
+    )
     config_dir = models.CharField(
-        "configuration folder", max_length=255, help_text="Folder of Orthanc's *.json files, on the Orthanc host."
+        "configuration folder",
+        max_length=255,
+        validators=[absolute_path],
+        help_text="Folder of Orthanc's *.json files, on the Orthanc host.",
     )
-    storage_dir = models.CharField("storage folder", max_length=255, blank=True)
+    storage_dir = models.CharField("storage folder", max_length=255, blank=True, validators=[absolute_path])
     index_dir = models.CharField(
-        "index folder", max_length=255, blank=True, help_text="Where the SQLite index lives. Empty: the storage folder."
+        "index folder",
+        max_length=255,
+        blank=True,
+        validators=[absolute_path],
+        help_text="Where the SQLite index lives. Empty: the storage folder.",
     )
 
     # --- HTTP
@@ -86,6 +115,7 @@ class Deployment(models.Model):
         "HTTPS certificate",
         max_length=255,
         blank=True,
+        validators=[absolute_path],
         help_text="PEM file holding the certificate and its private key, on the Orthanc host.",
     )
     https_verify_peers = models.BooleanField(
@@ -205,7 +235,9 @@ class Deployment(models.Model):
     dicomweb_enabled = models.BooleanField(
         "DICOMweb plugin", default=False, help_text="Adds the DICOMweb API (needed by some web viewers)."
     )
-    dicomweb_root = models.CharField("DICOMweb root", max_length=64, default="/dicom-web/")
+    dicomweb_root = models.CharField(
+        "DICOMweb root", max_length=64, default="/dicom-web/", validators=[url_path_validator]
+    )
     worklists_enabled = models.BooleanField(
         "worklist plugin", default=True, help_text="Serves the scheduled patients to the ultrasound machines."
     )
@@ -219,16 +251,20 @@ class Deployment(models.Model):
         "plugin (Debian package orthanc-python).",
     )
     worklists_dir = models.CharField(
-        "worklist folder", max_length=255, blank=True, help_text="Folder of the .wl files. Empty: beside the storage."
+        "worklist folder",
+        max_length=255,
+        blank=True,
+        validators=[absolute_path],
+        help_text="Folder of the .wl files. Empty: beside the storage.",
     )
 
     # --- index database
     index_backend = models.CharField(max_length=16, choices=IndexBackend.choices, default=IndexBackend.SQLITE)
-    pg_host = models.CharField("PostgreSQL host", max_length=255, blank=True)
+    pg_host = models.CharField("PostgreSQL host", max_length=255, blank=True, validators=[single_line])
     pg_port = models.PositiveIntegerField("PostgreSQL port", default=5432, validators=port_validators)
-    pg_database = models.CharField("PostgreSQL database", max_length=63, blank=True)
-    pg_user = models.CharField("PostgreSQL user", max_length=63, blank=True)
-    pg_password = EncryptedTextField("PostgreSQL password", blank=True)
+    pg_database = models.CharField("PostgreSQL database", max_length=63, blank=True, validators=[single_line])
+    pg_user = models.CharField("PostgreSQL user", max_length=63, blank=True, validators=[single_line])
+    pg_password = EncryptedTextField("PostgreSQL password", blank=True, validators=[single_line])
     pg_tls = models.BooleanField(
         "PostgreSQL over TLS", default=True, help_text="Encrypts the index connection when the database is remote."
     )
@@ -236,12 +272,18 @@ class Deployment(models.Model):
     # --- service control
     service_kind = models.CharField(max_length=16, choices=ServiceKind.choices, default=ServiceKind.NONE)
     service_name = models.CharField(
-        max_length=100, blank=True, help_text="The systemd unit or Docker container (for those kinds)."
+        max_length=100,
+        blank=True,
+        validators=[single_line],
+        help_text="The systemd unit or Docker container (for those kinds).",
     )
     start_command = models.CharField(
-        max_length=500, blank=True, help_text="For start/stop commands: split like a shell would, run without one."
+        max_length=500,
+        blank=True,
+        validators=[single_line],
+        help_text="For start/stop commands: split like a shell would, run without one.",
     )
-    stop_command = models.CharField(max_length=500, blank=True)
+    stop_command = models.CharField(max_length=500, blank=True, validators=[single_line])
 
     # Keys of an imported configuration that the portal does not model, written back unchanged.
     extra_config = models.JSONField(default=dict, blank=True)

@@ -1,7 +1,25 @@
+import ipaddress
+import re
+
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, RegexValidator
 from django.db import models
 
+from portal.text import single_line
+
 from .deployment import Deployment, aet_validator, port_validators
+
+_HOST_NAME = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
+
+
+def validate_host(value):
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        if not _HOST_NAME.fullmatch(value):
+            raise ValidationError("Give an IP address or a host name (letters, digits, '-' and dots).") from None
 
 
 class Modality(models.Model):
@@ -26,7 +44,11 @@ class Modality(models.Model):
         help_text="Orthanc's identifier for this device (letters, digits, - and _).",
     )
     aet = models.CharField("AE title", max_length=16, validators=[aet_validator])
-    host = models.CharField(max_length=253, help_text="IP address (required when Orthanc checks modality hosts).")
+    host = models.CharField(
+        max_length=253,
+        validators=[validate_host],
+        help_text="IP address (required when Orthanc checks modality hosts).",
+    )
     port = models.PositiveIntegerField(default=104, validators=port_validators)
     manufacturer = models.CharField(max_length=32, choices=Manufacturer.choices, default=Manufacturer.GENERIC)
     allow_echo = models.BooleanField("C-ECHO", default=True)
@@ -55,7 +77,9 @@ class Modality(models.Model):
         default=Charset.LATIN1,
         help_text="What the device can display. A patient name it cannot show is refused when scheduled.",
     )
-    station_name = models.CharField(max_length=16, blank=True, help_text="Scheduled station name in the worklist.")
+    station_name = models.CharField(
+        max_length=16, blank=True, validators=[single_line], help_text="Scheduled station name in the worklist."
+    )
 
     class Meta:
         ordering = ["deployment", "name"]

@@ -3,6 +3,7 @@ from django.db import models
 from django.utils import timezone
 
 from portal.crypto import EncryptedTextField
+from portal.text import single_line
 
 from .deployment import Deployment
 
@@ -26,7 +27,7 @@ class OrthancUser(models.Model):
 
     deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="orthanc_users")
     username = models.CharField(max_length=64, validators=[validate_orthanc_username])
-    password = EncryptedTextField()
+    password = EncryptedTextField(validators=[single_line])
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
     is_active = models.BooleanField("active", default=True)
     expires_on = models.DateField(

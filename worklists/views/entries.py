@@ -16,6 +16,7 @@ from django.views.decorators.http import require_POST
 from deployments.models import Deployment
 from portal import jobs
 from portal.roles import require_perm
+from portal.text import SEARCH_MAX_LENGTH, search_problem
 
 from ..forms import EntryForm, ListFilterForm, PatientForm, check_station, entry_data
 from ..models import InvalidTransition, Patient, WorklistEntry, WorklistState
@@ -44,7 +45,10 @@ def index(request):
     today = timezone.localdate()
     form = ListFilterForm(request.GET or None)
     day = parse_day(request.GET.get("date"), today)
-    query = (request.GET.get("q") or "").strip()[:64]
+    query = (request.GET.get("q") or "").strip()
+    search_error = search_problem(query)
+    if search_error:
+        query = ""
     entries = WorklistEntry.objects.filter(deployment=deployment).select_related("patient")
     if query:
         # A search looks at every day: the patient may be booked next week.
@@ -70,6 +74,8 @@ def index(request):
             "previous_day": day - datetime.timedelta(days=1),
             "next_day": day + datetime.timedelta(days=1),
             "query": query,
+            "search_error": search_error,
+            "search_max": SEARCH_MAX_LENGTH,
             "entries": entries,
             "truncated": truncated,
             "groups": groups,
@@ -164,11 +170,16 @@ def patient_lookup(request):
     deployment, _ = pick_deployment(request)
     typed = (request.GET.get("family_name") or request.GET.get("q") or "").strip()
     patients = []
+    search_error = search_problem(typed)
+    if search_error:
+        typed = ""
     if deployment is not None and len(typed) >= 2:
         patients = Patient.objects.filter(deployment=deployment).filter(
             Q(family_name__istartswith=typed) | Q(patient_id__istartswith=typed)
         )[:10]
-    return render(request, "worklists/_patient_matches.html", {"patients": patients, "typed": typed})
+    return render(
+        request, "worklists/_patient_matches.html", {"patients": patients, "typed": typed, "search_error": search_error}
+    )
 
 
 @require_POST
