@@ -19,7 +19,7 @@ from . import audit
 from .models import ApiToken, AuditEntry
 from .roles import ADMIN, SCHEDULER
 
-TOKEN_START = "ocp_"  # noqa: S105 (not a secret: the start every token shares)
+TOKEN_START = "ocp_"  # noqa: S105  # nosec B105: not a secret, the start every token shares
 DEFAULT_DAYS = 365
 MAX_DAYS = 2 * 365
 # "Last used" to the minute: writing it on every request would make every API read a write.

@@ -23,7 +23,7 @@ def hash_clear_tokens(apps, schema_editor):
             if isinstance(created, str):
                 created = parse_datetime(created)
             if created is not None and timezone.is_naive(created):
-                created = timezone.make_aware(created, datetime.timezone.utc)
+                created = timezone.make_aware(created, datetime.UTC)
             ApiToken.objects.create(
                 user_id=user_id,
                 name="Token made before named tokens",
