@@ -19,7 +19,8 @@ from . import audit
 from .models import ApiToken, AuditEntry
 from .roles import ADMIN, SCHEDULER
 
-TOKEN_START = "ocp_"  # noqa: S105  # nosec B105: not a secret, the start every token shares
+# The start every token shares: not a secret.
+TOKEN_START = "ocp_"  # noqa: S105  # nosec B105
 DEFAULT_DAYS = 365
 MAX_DAYS = 2 * 365
 # "Last used" to the minute: writing it on every request would make every API read a write.
