@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 
 from .models import Deployment, Modality, OrthancUser
 from .security.findings import is_weak_password
+from .versions import VALUE_SINCE, OrthancVersion, label
 
 # Grouped as the settings page shows them.
 SETTINGS_SECTIONS = [
@@ -116,7 +117,33 @@ class DeploymentForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self._offer_deidentify_versions()  # before the bound fields below copy the help texts
         self.sections = [(title, [self[name] for name in names]) for title, names in SETTINGS_SECTIONS]
+
+    def _offer_deidentify_versions(self):
+        """Only the editions the deployment's Orthanc accepts: any other value stops it from starting."""
+        field = self.fields["deidentify_logs_dicom_version"]
+        version = OrthancVersion.of(self.instance.last_version)
+        offered = version.accepted_values("DeidentifyLogsDicomVersion")
+        current = self.instance.deidentify_logs_dicom_version
+        if not version.known and current not in offered:
+            offered.append(current)  # an imported value stays until the version is known
+        field.choices = [(value, value) for value in offered]
+        newest = [v for v in VALUE_SINCE["DeidentifyLogsDicomVersion"] if v not in offered]
+        if version.known:
+            note = f"Offered: the editions Orthanc {version} accepts."
+        else:
+            note = (
+                "Orthanc's version is not known yet (the portal has not reached it): only the editions every "
+                "supported release accepts are offered."
+            )
+        for value in newest:
+            note += f" {value} needs Orthanc {label(VALUE_SINCE['DeidentifyLogsDicomVersion'][value])} or later."
+        field.help_text = f"{field.help_text} {note}"
+        who = f"Orthanc {version}".replace("%", "%%") if version.known else "every supported Orthanc release"
+        field.error_messages["invalid_choice"] = (
+            f"%(value)s is not accepted by {who}: Orthanc would refuse to start. Choose {', '.join(offered)}."
+        )
 
     def clean_service_password(self):
         value = self.cleaned_data["service_password"]

@@ -4,6 +4,7 @@ Each starts on free loopback ports under a temporary folder and stops afterwards
 component fails the test with the setup step to run, never a skip.
 """
 
+import functools
 import os
 import shutil
 import socket
@@ -130,6 +131,21 @@ class OrthancInstance:
         from deployments.orthanc import OrthancClient
 
         return OrthancClient(self.url, *self.auth, timeout=5)
+
+
+@functools.cache
+def installed_orthanc_version() -> str:
+    """The version of the Orthanc the tests run, as ``Orthanc --version`` prints it ("1.10.1" on
+    Debian 12, "1.12.7" on Debian 13): tests ask it instead of naming a release."""
+    binary = require_binary(settings.ORTHANC_BINARY, "orthanc")
+    first = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30).stdout.splitlines()
+    # "Orthanc 1.10.1", or "/usr/sbin/Orthanc 1.12.7" (1.12 prints its path).
+    return first[0].split()[-1] if first else ""
+
+
+@pytest.fixture
+def orthanc_version():
+    return installed_orthanc_version()
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ def _job_state(job_id):
 
 @pytest.mark.orthanc
 def test_a_status_check_queued_from_the_page_is_run_by_a_real_worker_over_real_redis(
-    orthanc, orthanc_deployment, admin_client, celery_worker_factory
+    orthanc, orthanc_deployment, admin_client, celery_worker_factory, orthanc_version
 ):
     celery_worker_factory(queues=[orthanc_deployment.queue])
 
@@ -27,10 +27,10 @@ def test_a_status_check_queued_from_the_page_is_run_by_a_real_worker_over_real_r
     assert job.queue == "deployment.test"
     done = wait_for(lambda: _job_state(job.pk), timeout=20, message="the worker to run the job")
     assert done.state == Job.State.SUCCEEDED, done.message
-    assert done.message.startswith("Orthanc 1.10.1 is up: 0 patients")
+    assert done.message.startswith(f"Orthanc {orthanc_version} is up: 0 patients")
     assert done.attempts == 1
     page = admin_client.get(reverse("deployments:detail", args=[orthanc_deployment.slug])).content.decode()
-    assert "Orthanc 1.10.1 is up" in page
+    assert f"Orthanc {orthanc_version} is up" in page
 
 
 @pytest.mark.orthanc

@@ -20,6 +20,7 @@ from cryptography.fernet import Fernet
 from deployments.models import Deployment
 from deployments.render import LUA_FILE, PLUGINS, render_deployment
 from deployments.service import CommandService, service_for
+from deployments.versions import DOCKER_IMAGE, DOCKER_IMAGE_ORTHANC, VULNERABILITIES, OrthancVersion, label
 from portal.celery import deployment_queue
 from tests.conftest import free_port, wait_for
 
@@ -393,6 +394,13 @@ def test_every_image_is_pinned_to_a_tag():
     base = re.findall(r"^FROM\s+(\S+)", (ROOT / "Dockerfile").read_text(), re.M)
     assert base and all(":" in b and not b.endswith(":latest") for b in base), base
     assert base[-1].startswith("python:3.11") and "slim" in base[-1]
+
+
+def test_the_orthanc_image_is_the_one_the_audit_recommends_and_carries_every_published_fix():
+    # The tag's Orthanc was read in orthanc-builder's release notes (versions.DOCKER_IMAGE_ORTHANC).
+    assert services()["orthanc"]["image"] == DOCKER_IMAGE
+    assert all(DOCKER_IMAGE_ORTHANC >= v.fixed_in for v in VULNERABILITIES)
+    assert not OrthancVersion.of(label(DOCKER_IMAGE_ORTHANC)).vulnerabilities()
 
 
 def test_only_nginx_publishes_ports():

@@ -211,3 +211,59 @@ def test_the_portals_worklist_server_is_refused_while_classic_plugin_options_are
 
     assert "FilterIssuerAet only work with Orthanc's classic" in refused.context["form"].errors["worklist_server"][0]
     assert accepted.status_code == 302
+
+
+# ---------------------------------------------------------------- values that depend on Orthanc's release
+
+
+def _edit(admin_client, deployment, **values):
+    from tests.test_audit import NEW
+
+    data = {**NEW, "slug": "form", "name": "Form clinic", "config_dir": deployment.config_dir, **values}
+    return admin_client.post(reverse("deployments:edit", args=["form"]), data)
+
+
+def test_the_2023b_log_edition_is_offered_and_saved_when_the_deployments_orthanc_accepts_it(admin_client, deployment):
+    deployment.last_version = "1.12.7"
+    deployment.save()
+
+    page = admin_client.get(reverse("deployments:edit", args=["form"]))
+    response = _edit(admin_client, deployment, deidentify_logs_dicom_version="2023b")
+
+    choices = [value for value, _ in page.context["form"].fields["deidentify_logs_dicom_version"].choices]
+    assert choices == ["2008", "2017c", "2021b", "2023b"]
+    assert response.status_code == 302
+    deployment.refresh_from_db()
+    assert deployment.deidentify_logs_dicom_version == "2023b"
+
+
+def test_the_2023b_log_edition_is_refused_beside_its_field_for_an_orthanc_that_would_not_start(
+    admin_client, deployment
+):
+    deployment.last_version = "1.10.1"
+    deployment.save()
+
+    response = _edit(admin_client, deployment, deidentify_logs_dicom_version="2023b")
+
+    form = response.context["form"]
+    assert form.errors["deidentify_logs_dicom_version"] == [
+        "2023b is not accepted by Orthanc 1.10.1: Orthanc would refuse to start. Choose 2008, 2017c, 2021b."
+    ]
+    assert "2023b needs Orthanc 1.12.1 or later." in form.fields["deidentify_logs_dicom_version"].help_text
+    _nothing_written(deployment)
+
+
+def test_an_unknown_version_offers_the_log_editions_every_supported_release_accepts_and_says_so(
+    admin_client, deployment
+):
+    page = admin_client.get(reverse("deployments:edit", args=["form"]))
+    response = _edit(admin_client, deployment, deidentify_logs_dicom_version="2023b")
+
+    field = page.context["form"].fields["deidentify_logs_dicom_version"]
+    assert [value for value, _ in field.choices] == ["2008", "2017c", "2021b"]
+    assert "Orthanc's version is not known yet" in field.help_text
+    assert "version is not known yet (the portal has not reached it)" in page.content.decode()
+    assert response.context["form"].errors["deidentify_logs_dicom_version"] == [
+        "2023b is not accepted by every supported Orthanc release: Orthanc would refuse to start. "
+        "Choose 2008, 2017c, 2021b."
+    ]

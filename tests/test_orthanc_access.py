@@ -1,4 +1,4 @@
-"""What the rendered users, roles and DICOM permissions mean to a real Orthanc 1.10.1."""
+"""What the rendered users, roles and DICOM permissions mean to a real Orthanc (Debian package)."""
 
 import subprocess
 

@@ -1,4 +1,4 @@
-"""Pushing configuration into a real Orthanc 1.10.1: apply, verify, roll back."""
+"""Pushing configuration into a real Orthanc (Debian package): apply, verify, roll back."""
 
 import json
 import socket

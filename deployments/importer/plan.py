@@ -12,9 +12,11 @@ from django.core.exceptions import ValidationError
 from ..models import Deployment, Modality, OrthancUser
 from ..render import PLUGINS
 from ..security import is_weak_password
+from ..versions import DEFAULT_SINCE, OLDEST_SUPPORTED, VALUE_SINCE, OrthancVersion, label
 from .parse import ConfigImportError
 
-# Orthanc key → (model field, JSON type, Orthanc 1.10.1's default when the key is absent).
+# Orthanc key → (model field, JSON type, Orthanc's default when the key is absent). A key of
+# versions.DEFAULT_SINCE takes the default of the Orthanc release the import is for instead.
 SETTINGS = {
     "HttpPort": ("http_port", int, 8042),
     "RemoteAccessAllowed": ("remote_access_allowed", bool, False),
@@ -136,21 +138,32 @@ def loaded_plugins(entries) -> tuple[set[str], list[str]]:
     return names, notes
 
 
-def plan_import(config: dict, deployment, origin=None) -> ImportPlan:
-    """The pure mapping from a merged configuration to what the deployment will hold."""
+def plan_import(config: dict, deployment, origin=None, version=None) -> ImportPlan:
+    """The pure mapping from a merged configuration to what the deployment will hold.
+
+    ``version`` is the Orthanc release the configuration is for (its text, as in /system);
+    by default the one the portal last saw on the deployment.
+    """
     plan = ImportPlan()
     origin = origin or {}
+    version = OrthancVersion.of(deployment.last_version if version is None else version)
+    _version_note(plan, version)
 
     def where(key):
         return f" ({origin[key]})" if key in origin else ""
 
     for key, (name, kind, default) in SETTINGS.items():
+        whose = "Orthanc's default"
+        if key in DEFAULT_SINCE:
+            default = version.default(key)
+            whose = f"the default of Orthanc {version if version.known else label(OLDEST_SUPPORTED)}"
         if key in config:
             value = _check_field(Deployment, name, _typed(key, config[key], kind), key)
             plan.add("imported", f"{key} = {json.dumps(value)}{where(key)}")
+            _check_release(plan, version, key, value)
         else:
             value = _check_field(Deployment, name, default, key)
-            plan.add("default", f"{key} not set: Orthanc's default {json.dumps(default)} imported")
+            plan.add("default", f"{key} not set: {whose} {json.dumps(default)} imported")
         plan.settings[name] = value
     for key, name in OPTIONAL.items():
         if key in config:
@@ -185,6 +198,27 @@ def plan_import(config: dict, deployment, origin=None) -> ImportPlan:
             "kept", f"{len(keys)} key(s){source} not modelled by the portal, written back unchanged: {', '.join(keys)}"
         )
     return plan
+
+
+def _version_note(plan, version):
+    if version.known:
+        plan.add("note", f"read as a configuration of Orthanc {version}: its defaults fill the keys that are absent")
+    else:
+        plan.add(
+            "note",
+            f"Orthanc's version is not known (the portal has not reached it yet): the defaults of Orthanc "
+            f"{label(OLDEST_SUPPORTED)}, the oldest supported release, fill the keys that are absent",
+        )
+
+
+def _check_release(plan, version, key, value):
+    """A value the release refuses stops Orthanc at start: refused here when the release is known."""
+    since = VALUE_SINCE.get(key, {}).get(value)
+    if since is None or version.at_least(since):
+        return
+    if version.known:
+        raise ConfigImportError(f"{key}: {json.dumps(value)}: {version.refusal(key, value)}")
+    plan.add("warning", f"{key} = {json.dumps(value)} needs Orthanc {label(since)} or later")
 
 
 def _authentication(config, plan):

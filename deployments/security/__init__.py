@@ -16,7 +16,7 @@ from .findings import (
     is_weak_password,
     settings_findings,
 )
-from .live import live_findings, parse_version, version_findings
+from .live import live_findings, version_findings
 
 __all__ = [
     "BADGES",
@@ -29,7 +29,6 @@ __all__ = [
     "has_critical",
     "is_weak_password",
     "live_findings",
-    "parse_version",
     "settings_findings",
     "version_findings",
 ]

@@ -10,6 +10,7 @@ from pathlib import Path
 from django.urls import NoReverseMatch, reverse
 
 from ..render import LUA_FILE, SECRET_FILES, WORKLIST_SCRIPT
+from ..versions import OrthancVersion
 
 SEVERITIES = ["critical", "high", "medium", "low", "info"]
 BADGES = {
@@ -237,6 +238,7 @@ def settings_findings(d, users=(), modalities=()) -> list[Finding]:
                     page=("deployments:user_edit", [d.slug, user.pk]) if user.pk else None,
                 )
             )
+    f += _release_findings(d)
     if d.index_backend == d.IndexBackend.POSTGRESQL and not d.pg_tls and not _is_loopback(d.pg_host):
         f.append(
             Finding(
@@ -248,6 +250,23 @@ def settings_findings(d, users=(), modalities=()) -> list[Finding]:
             )
         )
     return f
+
+
+def _release_findings(d):
+    """Saved values that the Orthanc release last seen on the deployment refuses at start."""
+    version = OrthancVersion.of(d.last_version)
+    refusal = version.refusal("DeidentifyLogsDicomVersion", d.deidentify_logs_dicom_version)
+    if not (version.known and refusal):
+        return []
+    return [
+        Finding(
+            "deidentify-version-refused",
+            "high",
+            f"DeidentifyLogsDicomVersion is {d.deidentify_logs_dicom_version}: {refusal}.",
+            "The next push would fail and be rolled back; choose an edition this release knows.",
+            "deidentify_logs_dicom_version",
+        )
+    ]
 
 
 def _is_loopback(host):

@@ -1,9 +1,9 @@
 """The live part of the audit: what the running Orthanc answers over HTTP."""
 
-import re
 import secrets
 
 from ..orthanc import OrthancAuthFailed, OrthancClient, OrthancError
+from ..versions import DOCKER_IMAGE, DOCKER_IMAGE_ORTHANC, OrthancVersion, label
 from .findings import DEFAULT_CREDENTIALS, HARMLESS_SCRIPT, Finding
 
 
@@ -17,14 +17,20 @@ def _try(url, username, password, timeout, method="GET", path="/system", **kwarg
         return getattr(exc, "status", None)
 
 
-def parse_version(text):
-    match = re.match(r"^(\d+)\.(\d+)\.(\d+)", text or "")
-    return tuple(int(x) for x in match.groups()) if match else None
+# Where a clinic gets a fixed Orthanc when its distribution's package is too old.
+UPGRADE_PATHS = (
+    f"Upgrade Orthanc: the {DOCKER_IMAGE} image that docker-compose.yml pins (Orthanc "
+    f"{label(DOCKER_IMAGE_ORTHANC)}), or the Orthanc team's own Linux binaries (orthanc.uclouvain.be); "
+    "Debian's packages (1.10.1 in Debian 12, 1.12.7 in Debian 13) carry the affected code. Meanwhile keep "
+    "the REST API off the network (remote access off, or only behind the TLS front for known addresses) "
+    "and accept DICOM only from the known modalities."
+)
 
 
 def version_findings(version_text) -> list[Finding]:
-    version = parse_version(version_text)
-    if version is None:
+    """What the running release means for security (the judgements live in deployments.versions)."""
+    version = OrthancVersion.of(version_text)
+    if not version.known:
         return [
             Finding(
                 "version-unknown",
@@ -34,26 +40,25 @@ def version_findings(version_text) -> list[Finding]:
                 part="live",
             )
         ]
-    f = []
-    if version < (1, 5, 8):
-        f.append(
-            Finding(
-                "cve-2025-0896",
-                "critical",
-                f"Orthanc {version_text} is affected by CVE-2025-0896.",
-                "Before 1.5.8, turning remote access on did not turn authentication on: the archive may be open "
-                "to anyone. Upgrade Orthanc.",
-                part="live",
-            )
+    f = [
+        Finding(
+            v.id,
+            v.severity,
+            f"Orthanc {version} is affected by {v.cves} (fixed in {label(v.fixed_in)}).",
+            f"{v.summary[0].upper()}{v.summary[1:]}. These flaws are public, so they are what an attacker tries "
+            f"first. {UPGRADE_PATHS}",
+            part="live",
         )
-    if version <= (1, 12, 10):
+        for v in version.vulnerabilities()
+    ]
+    if version.export_always_allowed:
         f.append(
             Finding(
-                "cve-2026-5437-5445",
-                "high",
-                f"Orthanc {version_text} is affected by CVE-2026-5437 to CVE-2026-5445 (published for releases up to 1.12.10).",
-                "These flaws are public, so they are what an attacker tries first. Upgrade Orthanc to a release "
-                "after 1.12.10, and meanwhile keep the REST API off the network.",
+                "export-always-allowed",
+                "low",
+                f"Orthanc {version} lets /instances/…/export write files on the server whatever the settings say.",
+                "RestApiWriteToFileSystemEnabled only exists from Orthanc 1.12.0; the portal's filter keeps the "
+                "route to admins.",
                 part="live",
             )
         )

@@ -1,5 +1,5 @@
 """The security audit: pure checks of the saved settings, the secret files' modes, and the live
-checks against a real Orthanc 1.10.1."""
+checks against the real Orthanc of the Debian package."""
 
 import os
 import secrets
@@ -12,6 +12,7 @@ from django.urls import reverse
 
 from deployments.models import Deployment, Modality, OrthancUser
 from deployments.security import audit_deployment, has_critical, settings_findings, version_findings
+from deployments.versions import parse_version
 from tests.conftest import ROOT, test_database_url
 
 
@@ -121,16 +122,47 @@ def test_a_saved_weak_password_is_flagged_and_an_inactive_account_is_not():
 @pytest.mark.parametrize(
     ("version", "expected"),
     [
-        ("1.5.7", {"cve-2025-0896", "cve-2026-5437-5445"}),
-        ("1.5.8", {"cve-2026-5437-5445"}),
-        ("1.10.1", {"cve-2026-5437-5445"}),
+        ("1.5.7", {"cve-2025-0896", "cve-2026-5437-5445", "export-always-allowed"}),
+        ("1.5.8", {"cve-2026-5437-5445", "export-always-allowed"}),
+        ("1.10.1", {"cve-2026-5437-5445", "export-always-allowed"}),
+        ("1.12.0", {"cve-2026-5437-5445"}),
+        ("1.12.7", {"cve-2026-5437-5445"}),
         ("1.12.10", {"cve-2026-5437-5445"}),
         ("1.12.11", set()),
+        ("1.13.0", set()),
         ("mainline", {"version-unknown"}),
     ],
 )
 def test_orthanc_versions_with_published_vulnerabilities_are_flagged(version, expected):
     assert ids(version_findings(version)) == expected
+
+
+def test_the_cve_finding_names_every_cve_and_what_the_clinic_can_do():
+    (finding,) = [f for f in version_findings("1.12.7") if f.id == "cve-2026-5437-5445"]
+    assert "CVE-2026-5437 to CVE-2026-5445 (fixed in 1.12.11)" in finding.what
+    assert "the orthancteam/orthanc:26.4.2 image that docker-compose.yml pins (Orthanc 1.12.11)" in finding.why
+    assert "Debian's packages (1.10.1 in Debian 12, 1.12.7 in Debian 13)" in finding.why
+    assert "keep the REST API off the network" in finding.why
+
+
+@pytest.mark.parametrize(
+    ("last_version", "saved", "refused"),
+    [
+        ("1.10.1", "2023b", True),
+        ("1.12.0", "2023b", True),
+        ("1.12.1", "2023b", False),
+        ("1.10.1", "2021b", False),
+        ("", "2023b", False),  # not known yet: nothing to judge by
+    ],
+)
+def test_a_saved_log_edition_that_the_deployments_orthanc_refuses_is_flagged(last_version, saved, refused):
+    d = Deployment(name="x", slug="x", last_version=last_version, deidentify_logs_dicom_version=saved)
+    findings = {f.id: f for f in settings_findings(d)}
+    assert ("deidentify-version-refused" in findings) == refused
+    if refused:
+        assert (
+            f"Orthanc {last_version} refuses '2023b' and would not start" in findings["deidentify-version-refused"].what
+        )
 
 
 # ---------------------------------------------------------------- against a real Orthanc
@@ -144,15 +176,15 @@ def start_with(orthanc_factory, users=(), **fields):
     return instance
 
 
-def test_a_secure_live_orthanc_has_no_critical_finding(orthanc_factory, db):
+def test_a_secure_live_orthanc_has_no_critical_finding(orthanc_factory, db, orthanc_version):
     instance = start_with(orthanc_factory, [OrthancUser(username="sonographer", password=strong(), role="operator")])
     deployment = instance.save_deployment()
 
     findings = audit_deployment(deployment)
 
     assert not has_critical(findings), [str(f) for f in findings]
-    # Debian's Orthanc 1.10.1 is flagged for the published CVEs, as it should be.
-    assert "cve-2026-5437-5445" in ids(findings)
+    # Releases up to 1.12.10 (Debian 12's and 13's included) are flagged for the published CVEs.
+    assert ("cve-2026-5437-5445" in ids(findings)) == (parse_version(orthanc_version) <= (1, 12, 10))
     assert "execute-script-denied" in ids(findings)
     assert "live-default-credentials" not in ids(findings)
 
@@ -250,13 +282,16 @@ def run_command(*args):
     )
 
 
-def test_audit_command_exits_0_without_critical_finding_and_1_with_one(orthanc_factory, transactional_db):
+def test_audit_command_exits_0_without_critical_finding_and_1_with_one(
+    orthanc_factory, transactional_db, orthanc_version
+):
     instance = orthanc_factory()
     deployment = instance.save_deployment()
 
     ok = run_command(deployment.slug)
     assert ok.returncode == 0, ok.stderr + ok.stdout
-    assert "HIGH     cve-2026-5437-5445: Orthanc 1.10.1 is affected" in ok.stdout
+    flagged = f"HIGH     cve-2026-5437-5445: Orthanc {orthanc_version} is affected" in ok.stdout
+    assert flagged == (parse_version(orthanc_version) <= (1, 12, 10))
     assert f"{deployment.slug}: 0 critical" in ok.stdout
 
     os.chmod(Path(deployment.config_dir) / "credentials.json", 0o640)

@@ -119,7 +119,9 @@ def test_an_upload_with_a_weak_password_shows_the_critical_finding(admin_client)
             [("a.json", '{"HttpPort": 1}'), ("b.json", '{"HttpPort": 2}')],
             "Nothing was imported: HttpPort is defined in both a.json and b.json",
         ),
-        ([("orthanc.json", '{"HttpPort": 8042,,}')], "Nothing was imported: orthanc.json: line 1, column 20"),
+        # The column and the words after it are Python's json module's, and differ between Python
+        # releases (3.13: "column 18: Illegal trailing comma"): only the portal's own part is checked.
+        ([("orthanc.json", '{"HttpPort": 8042,,}')], "Nothing was imported: orthanc.json: line 1, column "),
         (
             [("orthanc.json", '{"RegisteredUsers": {"a:b": "Long-enough-passw0rd"}}')],
             "A username cannot contain &#x27;:&#x27;",

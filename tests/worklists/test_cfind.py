@@ -1,4 +1,4 @@
-"""What a real machine gets from the real Orthanc 1.10.1 worklists plugin (C-FIND by pynetdicom)."""
+"""What a real machine gets from the real Orthanc worklists plugin (Debian package) (C-FIND by pynetdicom)."""
 
 import datetime
 from pathlib import Path
