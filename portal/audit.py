@@ -6,6 +6,7 @@ import uuid
 
 from django.db import models
 
+from .clientip import client_ip
 from .models import AuditEntry
 
 REDACTED = "••••••"
@@ -71,7 +72,7 @@ def record(who, action, obj, before=None, after=None, *, summary="", source=None
         actor=user,
         actor_name=user.get_username() if user else source,
         source=source,
-        ip=request.META.get("REMOTE_ADDR") if request else None,
+        ip=client_ip(request) if request else None,
         action=action,
         object_type=object_type or (obj._meta.label_lower if obj is not None else ""),
         object_id=str(obj.pk) if obj is not None and obj.pk is not None else "",

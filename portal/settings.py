@@ -13,6 +13,9 @@ import environ
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
+from portal.clientip import parse_networks
+from portal.localstate import is_local_sqlite, make_private
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(environ.Env().str("PORTAL_VAR_DIR", default=str(BASE_DIR / "var")))
 
@@ -33,27 +36,50 @@ def _dev_secret(name, make):
     """Generate a development secret once into var/ so restarts keep sessions and data readable."""
     path = VAR_DIR / f"dev-{name.lower()}"
     if not path.exists():
-        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        VAR_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Created 0600 from the start: it is a secret.
         with open(path, "x", encoding="ascii", opener=lambda p, f: os.open(p, f, 0o600)) as fd:
             fd.write(make())
     return path.read_text(encoding="ascii").strip()
 
 
+# How to make each secret, quoted in the messages that refuse a bad one (and in .env.example).
+GENERATE = {
+    "SECRET_KEY": 'python3 -c "import secrets; print(secrets.token_urlsafe(50))"',
+    "FIELD_ENCRYPTION_KEY": 'python3 -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"',
+}
+PLACEHOLDER = "CHANGE_ME"  # every value in .env.example that must be replaced contains it
+
+
 def _secret(name, make):
     value = env.str(name, default="")
-    if value:
-        return value
-    if not DEBUG:
+    if not value:
+        if not DEBUG:
+            raise ImproperlyConfigured(
+                f"{name} is not set. Set it in the environment (production), "
+                f"or set DEBUG=1 for a local install that generates it into var/."
+            )
+        value = _dev_secret(name, make)
+    if PLACEHOLDER in value:
         raise ImproperlyConfigured(
-            f"{name} is not set. Set it in the environment (production), "
-            f"or set DEBUG=1 for a local install that generates it into var/."
+            f"{name} is still the placeholder from .env.example. Generate one with: {GENERATE[name]}"
         )
-    return _dev_secret(name, make)
+    return value
+
+
+def _fernet_key(value):
+    try:
+        Fernet(value.encode())
+    except ValueError:  # also binascii.Error: not base64, or not 32 bytes once decoded
+        raise ImproperlyConfigured(
+            "FIELD_ENCRYPTION_KEY is not a valid Fernet key (32 bytes, url-safe base64). "
+            f"Generate one with: {GENERATE['FIELD_ENCRYPTION_KEY']}"
+        ) from None
+    return value
 
 
 SECRET_KEY = _secret("SECRET_KEY", lambda: secrets.token_urlsafe(50))
-FIELD_ENCRYPTION_KEY = _secret("FIELD_ENCRYPTION_KEY", lambda: Fernet.generate_key().decode())
+FIELD_ENCRYPTION_KEY = _fernet_key(_secret("FIELD_ENCRYPTION_KEY", lambda: Fernet.generate_key().decode()))
 ALLOWED_HOSTS = env("ALLOWED_HOSTS")
 CSRF_TRUSTED_ORIGINS = env("CSRF_TRUSTED_ORIGINS")
 
@@ -124,6 +150,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
     )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# A local install keeps its database in var/: nobody but the portal's user may read it.
+LOCAL_STATE_PRIVATE = is_local_sqlite(DATABASES["default"], VAR_DIR)
+if LOCAL_STATE_PRIVATE:
+    make_private(VAR_DIR, DATABASES["default"]["NAME"])
 
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
@@ -145,7 +175,11 @@ AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
 AXES_RESET_ON_SUCCESS = True
-AXES_IPWARE_PROXY_COUNT = env.int("AXES_PROXY_COUNT", default=0) or None
+# The client's address comes from portal.clientip: X-Forwarded-For is believed only from these
+# proxies (addresses or networks; empty: no proxy, REMOTE_ADDR is the client).
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
+TRUSTED_PROXY_NETWORKS = parse_networks(TRUSTED_PROXIES)
+AXES_CLIENT_IP_CALLABLE = "portal.clientip.client_ip"
 AXES_VERBOSE = False
 
 LANGUAGE_CODE = "en-gb"
