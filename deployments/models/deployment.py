@@ -209,7 +209,8 @@ class Deployment(models.Model):
     deidentify_logs_dicom_version = models.CharField(
         max_length=8,
         default="2021b",
-        choices=[("2008", "2008"), ("2017c", "2017c"), ("2021b", "2021b")],
+        # Every edition some supported Orthanc accepts; the form offers those of the deployment's version.
+        choices=[("2008", "2008"), ("2017c", "2017c"), ("2021b", "2021b"), ("2023b", "2023b")],
         help_text="Which edition of the DICOM de-identification rules the logs follow.",
     )
     default_encoding = models.CharField(
