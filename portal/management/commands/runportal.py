@@ -46,6 +46,10 @@ class Command(BaseCommand):
     def handle(self, *args, port, host, **options):
         if not 1 <= port <= 65535:
             raise CommandError(f"--port must be 1-65535, not {port}")
+        # The banner (address, first password) must show at once, also when the output is a
+        # pipe or a log file, not when a buffer fills.
+        if hasattr(sys.stdout, "reconfigure"):
+            sys.stdout.reconfigure(line_buffering=True)
         self.children = []
         self.orthanc = None
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -90,6 +94,7 @@ class Command(BaseCommand):
         if password:
             self.stdout.write(self.style.WARNING(f"First Admin: user 'admin', password '{password}' (shown once)"))
         self.stdout.write("Press Ctrl-C to stop everything.\n")
+        self.stdout.flush()
 
     def ensure_first_admin(self):
         admins = Group.objects.get(name=ADMIN)

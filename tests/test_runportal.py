@@ -1,0 +1,81 @@
+"""``make run``'s last step, ``manage.py runportal``, with its output to a pipe (a log file, a
+service manager): the banner shows at once, and the demo Orthanc answers on loopback only."""
+
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+
+import requests
+
+from tests.conftest import ROOT, free_port
+
+
+def read_until(proc, wanted, timeout):
+    """Lines of ``proc``'s stdout until one contains ``wanted``; fails after ``timeout`` seconds."""
+    lines, deadline = [], time.monotonic() + timeout
+    selector = selectors.DefaultSelector()
+    selector.register(proc.stdout, selectors.EVENT_READ)
+    while time.monotonic() < deadline:
+        if selector.select(timeout=0.2):
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if wanted in line:
+                return lines
+    raise AssertionError(f"{wanted!r} not printed within {timeout} s; got:\n{''.join(lines)}")
+
+
+def test_runportal_prints_its_banner_at_once_to_a_pipe_and_the_demo_orthanc_is_loopback_only(tmp_path):
+    var = tmp_path / "var"
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "SECRET_KEY", "FIELD_ENCRYPTION_KEY")}
+    env.update(
+        DJANGO_SETTINGS_MODULE="portal.settings",
+        DEBUG="1",
+        PORTAL_VAR_DIR=str(var),
+        # Its own Redis (runportal starts one where none answers), not the suite's.
+        CELERY_BROKER_URL=f"redis://127.0.0.1:{free_port()}/0",
+    )
+    env.pop("PYTHONUNBUFFERED", None)  # the case under test: Python's own buffering of a pipe
+    migrate = subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, capture_output=True, timeout=300
+    )
+    assert migrate.returncode == 0, migrate.stderr
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "runportal", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        lines = read_until(proc, "The portal runs at", timeout=60)
+        lines += read_until(proc, "Press Ctrl-C", timeout=5)
+        banner = "".join(lines)
+        assert f"http://127.0.0.1:{port}/" in banner
+        assert "First Admin: user 'admin', password '" in banner
+
+        config = json.loads((var / "demo" / "config" / "orthanc.json").read_text())
+        # Orthanc has no option to bind its HTTP or DICOM server to one address (before
+        # HttpBindAddresses, after 1.12.7): the demo refuses other hosts instead.
+        assert config["RemoteAccessAllowed"] is False
+        assert config["DicomCheckModalityHost"] is True
+        assert not any(v for k, v in config.items() if k.startswith("DicomAlwaysAllow"))
+        assert {m["Host"] for m in config["DicomModalities"].values()} == {"127.0.0.1"}
+        url = next(line.split()[2] for line in lines if line.startswith("Demo Orthanc:"))
+        assert requests.get(f"{url}/system", timeout=5).status_code == 401  # up, on loopback
+    finally:
+        proc.send_signal(signal.SIGTERM)  # runportal stops every child it started
+        proc.wait(60)
+    try:
+        requests.get(f"{url}/system", timeout=2)
+        raise AssertionError("the demo Orthanc still answers after runportal stopped")
+    except requests.ConnectionError:
+        pass
