@@ -63,12 +63,19 @@ def actor_of(request_or_user):
 
 def record(who, action, obj, before=None, after=None, *, summary="", source=None, object_type=None):
     """Add one audit entry. ``who`` is a request (web, API), a user, or None (system)."""
+    added = entry(who, action, obj, before, after, summary=summary, source=source, object_type=object_type)
+    added.save(force_insert=True)
+    return added
+
+
+def entry(who, action, obj, before=None, after=None, *, summary="", source=None, object_type=None):
+    """The audit entry ``record`` adds, unsaved: for writers that save many at once (bulk_create)."""
     request = who if hasattr(who, "META") else None
     user = actor_of(who)
     if source is None:
         source = "api" if request is not None and request.path.startswith("/api/") else ("web" if request else "system")
     changes = diff(before, after) if (before is not None or after is not None) else {}
-    return AuditEntry.objects.create(
+    return AuditEntry(
         actor=user,
         actor_name=user.get_username() if user else source,
         source=source,

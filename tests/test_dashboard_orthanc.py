@@ -1,11 +1,17 @@
-"""The dashboard against a real Orthanc from the Debian package."""
+"""The dashboard against a real Orthanc from the Debian package: it shows what the periodic status
+check recorded, with its age, and never asks Orthanc itself."""
 
 import re
+from datetime import timedelta
 from html import unescape
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
+from deployments.models import Deployment
+from deployments.tasks import check_all_task
+from portal.models import Job
 from tests.dicomfiles import make_instance
 
 pytestmark = pytest.mark.orthanc
@@ -27,6 +33,7 @@ def test_dashboard_statistics_equal_orthancs_after_storing_a_real_dicom_file(
     stats = client.statistics()
     assert stats["CountInstances"] == 4
 
+    check_all_task()  # the periodic check, as beat runs it every minute
     html = admin_client.get(reverse("dashboard")).content.decode()
 
     assert 'data-state="up"' in html
@@ -36,15 +43,20 @@ def test_dashboard_statistics_equal_orthancs_after_storing_a_real_dicom_file(
     assert _stat(html, "instances") == str(stats["CountInstances"])
     assert _stat(html, "disk-size") == f"{stats['TotalDiskSizeMB']} MB"
     assert _stat(html, "free-disk") != "unknown"
+    assert re.search(r'data-card="checked"[^>]*>Checked \d+ s ago<', html)
 
 
 def test_dashboard_says_unreachable_with_the_time_of_the_last_success_when_orthanc_stops(
     orthanc, orthanc_deployment, admin_client
 ):
+    check_all_task()
     first = admin_client.get(reverse("dashboard"))
     assert 'data-state="up"' in first.content.decode()
     orthanc.stop()
+    # The page shows what was recorded: it does not ask the stopped Orthanc.
+    assert 'data-state="up"' in admin_client.get(reverse("dashboard_cards")).content.decode()
 
+    check_all_task()
     response = admin_client.get(reverse("dashboard_cards"))
 
     html = response.content.decode()
@@ -62,12 +74,51 @@ def test_dashboard_says_authentication_failed_when_the_portal_password_is_wrong(
     orthanc_deployment.service_password = "not-the-password"
     orthanc_deployment.save()
 
+    check_all_task()
     html = unescape(admin_client.get(reverse("dashboard")).content.decode())
 
     assert 'data-state="auth"' in html
     assert "Authentication failed" in html
     assert "refused the portal's credentials (401)" in html
     assert "Last success: never" in html
+
+
+def test_before_any_check_the_dashboard_says_not_checked_yet_and_asks_nobody(orthanc, orthanc_deployment, admin_client):
+    orthanc.stop()  # were the page to ask, it would find Orthanc down
+
+    html = admin_client.get(reverse("dashboard_cards")).content.decode()
+
+    assert 'data-state="unknown"' in html and "Not checked yet" in html
+    assert "No check has run yet" in html
+    orthanc_deployment.refresh_from_db()
+    assert orthanc_deployment.last_checked_at is None
+
+
+def test_a_status_older_than_three_minutes_is_flagged_with_its_age(orthanc, orthanc_deployment, admin_client):
+    check_all_task()
+    Deployment.objects.update(last_checked_at=timezone.now() - timedelta(minutes=7))
+
+    html = admin_client.get(reverse("dashboard_cards")).content.decode()
+
+    assert 'data-state="up"' in html
+    assert "Checked 7 min ago" in html
+    assert 'data-card="stale"' in html and "The last check was 7 min ago" in html
+
+
+def test_check_now_queues_the_status_check_and_comes_back_to_the_dashboard(orthanc, orthanc_deployment, admin_client):
+    html = admin_client.get(reverse("dashboard")).content.decode()
+    assert "Check now" in html
+
+    response = admin_client.post(
+        reverse("deployments:check", args=[orthanc_deployment.slug]), {"next": reverse("dashboard")}
+    )
+
+    assert response.status_code == 302 and response["Location"] == reverse("dashboard")
+    assert Job.objects.get(kind="deployments.deployment_check").queue == orthanc_deployment.queue
+    elsewhere = admin_client.post(
+        reverse("deployments:check", args=[orthanc_deployment.slug]), {"next": "https://example.org/"}
+    )
+    assert elsewhere["Location"] == orthanc_deployment.get_absolute_url()
 
 
 def test_orthanc_refuses_anonymous_requests_with_the_rendered_configuration(orthanc):

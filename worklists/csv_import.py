@@ -4,13 +4,18 @@ with their line and column; nothing is written unless every row is valid."""
 import csv
 import io
 import re
+import time
 from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, connection, transaction
+
+from portal import audit
+from portal.models import AuditEntry
 
 from .forms import EntryForm, PatientForm, check_station
-from .scheduling import save_entry, worklist_stations
+from .models import Patient, WorklistEntry
+from .scheduling import accession_numbers, new_study_uid, worklist_stations
 from .tasks import request_sync
 
 PATIENT_COLUMNS = ["patient_id", "family_name", "given_name", "middle_name", "prefix", "suffix", "birth_date", "sex"]
@@ -29,6 +34,10 @@ ENTRY_COLUMNS = [
 COLUMNS = PATIENT_COLUMNS + ENTRY_COLUMNS
 REQUIRED = ["patient_id", "family_name", "scheduled_date", "scheduled_time", "station"]
 MAX_ROWS = 5000
+CHUNK = 200  # rows written per transaction: each holds the database's write lock for a moment
+# Between two of them on SQLite: a writer waiting for the lock looks again every 100 ms (SQLite's
+# busy handler, no queue), so a shorter gap would leave it waiting until the import ends.
+SQLITE_GAP = 0.12
 MAX_LISTED_ERRORS = 50  # the page lists these and counts the rest
 _COMPACT_DATE = re.compile(r"^(\d{4})(\d{2})(\d{2})$")
 
@@ -147,15 +156,88 @@ def _check_row(deployment, line, values, stations, seen_accessions, parsed):
 
 
 def import_rows(who, deployment, parsed: Parsed) -> int:
-    """Write every row in one transaction, or none of them."""
+    """Write the checked rows in file order, CHUNK rows per transaction.
+
+    ``parse`` has checked every row, outside any transaction. Writing thousands of rows takes
+    seconds, and SQLite has one write lock for the whole database: in short transactions, a desk's
+    save waits a moment instead of for the whole file. Numbers and patients are looked up inside
+    each transaction, so saves made in between are taken into account. Should a concurrent change
+    still collide (say, the same accession number typed at the desk meanwhile), the import stops
+    there and ImportStopped says which lines were written.
+    """
     if not parsed.ok:
         raise ValidationError("The file has errors: nothing was imported.")
-    with transaction.atomic():
-        for row in parsed.rows:
+    actor = audit.actor_of(who)
+    entries = [_new_entry(deployment, row, actor) for row in parsed.rows]
+    taken = {e.accession_number for e in entries if e.accession_number}
+    for start in range(0, len(entries), CHUNK):
+        rows = parsed.rows[start : start + CHUNK]
+        for attempt in (1, 2):  # a desk may take the same next number at the same moment: once more
             try:
-                save_entry(who, deployment, row.patient, row.entry, sync=False)
-            except ValidationError as exc:
-                # Checked a moment ago; a concurrent change can still collide: all or nothing.
-                raise ValidationError(f"Line {row.line}: {'; '.join(exc.messages)}") from exc
-        request_sync(deployment.pk)
-    return len(parsed.rows)
+                with transaction.atomic():
+                    _write(who, deployment, rows, entries[start : start + CHUNK], taken)
+                break
+            except (IntegrityError, ValidationError) as exc:
+                if attempt == 2 or not isinstance(exc, IntegrityError):
+                    raise ImportStopped(parsed.rows, start, exc) from exc
+        if connection.vendor == "sqlite" and start + CHUNK < len(entries):
+            time.sleep(SQLITE_GAP)
+    request_sync(deployment.pk)
+    return len(entries)
+
+
+class ImportStopped(ValidationError):
+    """A write failed after every row was checked: says where, and which lines were written."""
+
+    def __init__(self, rows, written, exc):
+        reason = "; ".join(exc.messages) if isinstance(exc, ValidationError) else f"a concurrent change: {exc}"
+        done = f"lines {rows[0].line}–{rows[written - 1].line} were imported" if written else "nothing was imported"
+        super().__init__(f"The import stopped at line {rows[written].line} ({reason}): {done}, the rest was not.")
+        self.written = written
+
+
+def _write(who, deployment, rows, entries, taken):
+    patients = _save_patients(who, deployment, rows)
+    numbers = {}
+    for entry, row in zip(entries, rows, strict=True):
+        entry.pk = None  # from a failed attempt
+        entry.patient = patients[row.patient["patient_id"]]
+        if not row.entry["accession_number"]:
+            day = entry.scheduled_date
+            numbers.setdefault(day, accession_numbers(day, taken=taken))
+            entry.accession_number = next(numbers[day])
+    WorklistEntry.objects.bulk_create(entries)
+    AuditEntry.objects.bulk_create(
+        audit.entry(who, AuditEntry.Action.CREATE, e, None, audit.snapshot(e)) for e in entries
+    )
+
+
+def _new_entry(deployment, row, actor):
+    entry = WorklistEntry(deployment=deployment, created_by=actor, study_instance_uid=new_study_uid(), **row.entry)
+    # The station's own AE title and name, copied: history keeps what the machine was sent.
+    entry.station_aet = row.entry["station"].aet
+    entry.station_name = row.entry.get("station_name") or row.entry["station"].station_name
+    return entry
+
+
+def _save_patients(who, deployment, rows) -> dict:
+    """{patient_id: Patient}: new ones created, known ones updated to the file's last row for them."""
+    wanted = {row.patient["patient_id"]: row.patient for row in rows}
+    known = {p.patient_id: p for p in Patient.objects.filter(deployment=deployment, patient_id__in=list(wanted))}
+    created, changed, records = [], [], []
+    for patient_id, data in wanted.items():
+        patient = known.get(patient_id)
+        if patient is None:
+            created.append(Patient(deployment=deployment, **data))
+            continue
+        if any(getattr(patient, name) != value for name, value in data.items()):
+            before = audit.snapshot(patient)
+            for name, value in data.items():
+                setattr(patient, name, value)
+            changed.append(patient)
+            records.append(audit.entry(who, AuditEntry.Action.UPDATE, patient, before, audit.snapshot(patient)))
+    Patient.objects.bulk_create(created)
+    Patient.objects.bulk_update(changed, list(PATIENT_COLUMNS))
+    records += [audit.entry(who, AuditEntry.Action.CREATE, p, None, audit.snapshot(p)) for p in created]
+    AuditEntry.objects.bulk_create(records)
+    return {**known, **{p.patient_id: p for p in created}}

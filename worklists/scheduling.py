@@ -46,6 +46,11 @@ def shown_values(patient_data: dict, entry_data: dict) -> dict:
 
 def next_accession(date, pattern=None) -> str:
     """The next free number of ``pattern`` for the day; at most 16 characters (DICOM SH)."""
+    return next(accession_numbers(date, pattern))
+
+
+def accession_numbers(date, pattern=None, taken=frozenset()):
+    """The day's free numbers of ``pattern``, one after the other, skipping those in ``taken``."""
     pattern = pattern or settings.WORKLISTS_ACCESSION_PATTERN
     prefix = pattern.split("{seq", 1)[0].format(date=date)
     last = (
@@ -58,10 +63,13 @@ def next_accession(date, pattern=None) -> str:
     if last:
         tail = last[len(prefix) :]
         seq = int(tail) + 1 if tail.isdigit() else 1
-    number = pattern.format(date=date, seq=seq)
-    if len(number) > 16:
-        raise ValidationError(f"The accession pattern gives {number!r}, longer than 16 characters (DICOM SH).")
-    return number
+    while True:
+        number = pattern.format(date=date, seq=seq)
+        if len(number) > 16:
+            raise ValidationError(f"The accession pattern gives {number!r}, longer than 16 characters (DICOM SH).")
+        seq += 1
+        if number not in taken:
+            yield number
 
 
 def new_study_uid() -> str:

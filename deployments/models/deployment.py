@@ -50,6 +50,11 @@ class Deployment(models.Model):
         INDEXED = "indexed", "Portal worklist server (Python plugin): reads each file once"
         CLASSIC = "classic", "Orthanc's worklists plugin: reads every file at every query"
 
+    class CheckState(models.TextChoices):
+        UP = "up", "up"
+        AUTH = "auth", "authentication failed"
+        DOWN = "down", "unreachable"
+
     class Encoding(models.TextChoices):
         UTF8 = "Utf8", "UTF-8 (recommended)"
         LATIN1 = "Latin1", "Latin-1 (Orthanc's own default)"
@@ -289,11 +294,13 @@ class Deployment(models.Model):
     # Keys of an imported configuration that the portal does not model, written back unchanged.
     extra_config = models.JSONField(default=dict, blank=True)
 
-    # What the last look at the live server saw (the dashboard and the status task write these).
+    # What the last status check saw (deployments.status, run by the periodic task; pages show these).
     last_checked_at = models.DateTimeField(null=True, blank=True)
     last_ok_at = models.DateTimeField(null=True, blank=True)
     last_error = models.CharField(max_length=300, blank=True)
     last_version = models.CharField(max_length=32, blank=True)
+    last_state = models.CharField(max_length=8, choices=CheckState.choices, blank=True)  # blank: never checked
+    last_statistics = models.JSONField(default=dict, blank=True)  # Orthanc's /statistics when last up
 
     class Meta:
         ordering = ["name"]

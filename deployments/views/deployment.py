@@ -1,5 +1,6 @@
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from portal import audit, jobs
@@ -10,7 +11,7 @@ from ..forms import DeploymentForm
 from ..models import ConfigRevision, Deployment
 from ..panels import panels_for
 from ..push import revision_create
-from ..status import deployment_status
+from ..status import recorded_status
 
 
 @require_perm("deployments.view_deployment")
@@ -42,7 +43,7 @@ def deployment_detail(request, slug):
         "deployments/detail.html",
         {
             "deployment": deployment,
-            "status": deployment_status(deployment),
+            "status": recorded_status(deployment),
             "jobs": recent_jobs,
             "revisions": revisions,
             "failed_revision": failed_banner(deployment),
@@ -74,5 +75,8 @@ def deployment_edit(request, slug):
 def deployment_check(request, slug):
     deployment = get_object_or_404(Deployment, slug=slug)
     jobs.enqueue("deployments.deployment_check", deployment.pk, queue=deployment.queue, user=request.user)
-    messages.info(request, "Status check queued: its result appears below when the worker has run it.")
+    messages.info(request, f"Status check of {deployment} queued: its result appears when the worker has run it.")
+    back = request.POST.get("next", "")  # the dashboard's "Check now" comes back to the dashboard
+    if url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        return redirect(back)
     return redirect(deployment)

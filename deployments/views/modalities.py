@@ -1,6 +1,7 @@
 """DICOM modalities: the ultrasound machines and peers Orthanc knows."""
 
 from django.contrib import messages
+from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -47,6 +48,7 @@ def modality_delete(request, slug, pk):
     return redirect("deployments:modalities")
 
 
+@transaction.non_atomic_requests  # no transaction while Orthanc waits on the device (up to 15 s)
 @require_POST
 @require_perm("deployments.change_deployment")
 def modality_echo(request, slug, pk):

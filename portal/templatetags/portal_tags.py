@@ -1,5 +1,6 @@
 from django import template
 from django.forms import CheckboxInput, RadioSelect, Select, SelectMultiple
+from django.utils import timezone
 
 register = template.Library()
 
@@ -33,3 +34,17 @@ def filesize(value):
         if value < 1024 or unit == "TiB":
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
+
+
+@register.filter
+def age(moment):
+    """How long ago, briefly: "40 s ago", "3 min ago", "2 h ago", "5 days ago"."""
+    if moment is None:
+        return "never"
+    seconds = max(0, int((timezone.now() - moment).total_seconds()))
+    if seconds >= 2 * 86400:
+        return f"{seconds // 86400} days ago"
+    for unit, size in (("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit} ago"
+    return f"{seconds} s ago"

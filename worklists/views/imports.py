@@ -1,5 +1,6 @@
 from django.contrib import messages
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.shortcuts import redirect, render
 from django.urls import reverse
 
@@ -10,9 +11,11 @@ from ..forms import CsvUploadForm
 from .common import pick_deployment
 
 
+@transaction.non_atomic_requests  # reading and checking a big file takes seconds: no transaction meanwhile
 @require_perm("worklists.add_worklistentry")
 def csv_upload(request):
-    """Upload → preview with every error by line and column → confirm (the same text, checked again)."""
+    """Upload → preview with every error by line and column → confirm (the same text, checked again,
+    then written in one short transaction by import_rows)."""
     deployment, deployments = pick_deployment(request)
     if deployment is None:
         messages.error(request, "Add a deployment with the worklist plugin first.")
