@@ -25,7 +25,7 @@ def free_disk(folder):
         return None
     try:
         usage = shutil.disk_usage(folder)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL in the path
         return None  # the folder lives on another host: only its worker could tell
     return {"free": usage.free, "total": usage.total, "used_percent": round(100 * usage.used / usage.total, 1)}
 
@@ -38,6 +38,8 @@ def deployment_status(deployment, timeout=None) -> dict:
         client = OrthancClient.for_deployment(deployment, timeout=timeout)
         status["system"] = client.system()
         status["statistics"] = client.statistics()
+        if not (isinstance(status["system"], dict) and isinstance(status["statistics"], dict)):
+            raise ValueError(f"{deployment.orthanc_url} does not answer like Orthanc")
     except OrthancAuthFailed as exc:
         status.update(state=State.AUTH, error=str(exc))
     except OrthancError as exc:

@@ -1,3 +1,5 @@
+import logging
+
 from celery import shared_task
 
 from portal.jobs import job_task
@@ -7,6 +9,8 @@ from .push import deployment_push, fingerprint, revision_create
 from .render import render_for
 from .security.runs import security_audit_request_all, security_audit_run
 from .status import deployment_status
+
+log = logging.getLogger(__name__)
 
 
 def deployment_check(deployment_id):
@@ -25,8 +29,12 @@ deployment_check_task = job_task("deployments.deployment_check")(deployment_chec
 
 @shared_task(name="deployments.check_all")
 def check_all_task():
+    """Every minute, from beat: the status the dashboard shows."""
     for deployment in Deployment.objects.all():
-        deployment_status(deployment)
+        try:
+            deployment_status(deployment)
+        except Exception:  # one broken deployment must not leave the others' status unchecked
+            log.exception("status check of deployment %s failed", deployment.pk)
 
 
 deployment_push_task = job_task("deployments.deployment_push")(deployment_push)

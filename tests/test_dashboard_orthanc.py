@@ -1,7 +1,9 @@
 """The dashboard against a real Orthanc from the Debian package: it shows what the periodic status
 check recorded, with its age, and never asks Orthanc itself."""
 
+import http.server
 import re
+import threading
 from datetime import timedelta
 from html import unescape
 
@@ -119,6 +121,40 @@ def test_check_now_queues_the_status_check_and_comes_back_to_the_dashboard(ortha
         reverse("deployments:check", args=[orthanc_deployment.slug]), {"next": "https://example.org/"}
     )
     assert elsewhere["Location"] == orthanc_deployment.get_absolute_url()
+
+
+@pytest.fixture
+def not_orthanc():
+    """A loopback HTTP server that answers every request with a JSON list, as no Orthanc does."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b"[]")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_periodic_check_records_a_server_that_is_not_orthanc_as_down_and_checks_the_others(
+    not_orthanc, transactional_db
+):
+    for name, url in (("A not Orthanc", not_orthanc), ("B nobody", "http://127.0.0.1:9")):
+        Deployment.objects.create(name=name, slug=name[0].lower(), orthanc_url=url, config_dir="/x")
+
+    check_all_task()
+
+    first, second = Deployment.objects.order_by("name")
+    assert first.last_state == "down" and "does not answer like Orthanc" in first.last_error
+    assert second.last_state == "down" and second.last_checked_at is not None
 
 
 def test_orthanc_refuses_anonymous_requests_with_the_rendered_configuration(orthanc):
