@@ -51,6 +51,24 @@ def role_of(user):
     return next((r for r in ROLE_NAMES if r in names), None)
 
 
+# Django refuses to redirect to an address over 16,384 characters (a bare 400): past this length
+# the visitor comes back to the page's path alone after the login, or to the home page.
+NEXT_LIMIT = 2048
+
+
+def login_redirect(request):
+    """The login page, which then sends the visitor on to where they were going."""
+    for target in (request.get_full_path(), request.path):
+        if len(target) <= NEXT_LIMIT:
+            return redirect_to_login(target)
+    return redirect_to_login("/")
+
+
+def login_required(view):
+    """Any signed-in account; anonymous → login page."""
+    return require_perm()(view)
+
+
 def require_perm(*perms):
     """Anonymous → login page; signed in without the permission → 403."""
 
@@ -58,7 +76,7 @@ def require_perm(*perms):
         @wraps(view)
         def wrapper(request, *args, **kwargs):
             if not request.user.is_authenticated:
-                return redirect_to_login(request.get_full_path())
+                return login_redirect(request)
             if not request.user.has_perms(perms):
                 raise PermissionDenied
             return view(request, *args, **kwargs)

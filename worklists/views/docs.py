@@ -1,9 +1,10 @@
 """The API's documentation page, rendered on the server from the OpenAPI schema: no script
 needed (the Content-Security-Policy forbids inline ones) and nothing fetched from a CDN."""
 
-from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 from drf_spectacular.generators import SchemaGenerator
+
+from portal.roles import login_required
 
 METHODS = ("get", "post", "put", "patch", "delete")
 
