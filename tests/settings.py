@@ -25,3 +25,8 @@ from portal.settings import *  # noqa: E402, F403
 
 # Hashing is not under test: the fast hasher keeps the permission matrix quick.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # noqa: S303
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    # Each run of the suite has its own test database file, so two runs in one tree (or a run and
+    # a benchmark) never share it; the processes a test starts are handed its name.
+    DATABASES["default"]["TEST"]["NAME"] = str(VAR_DIR / f"test-{os.getpid()}.sqlite3")  # noqa: F405
