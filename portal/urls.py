@@ -2,6 +2,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from . import views
+from .roles import login_required  # before Django's own: it keeps the login redirect within Django's limit
 
 urlpatterns = [
     path("", views.home, name="dashboard"),
@@ -11,12 +12,12 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path(
         "accounts/password/",
-        auth_views.PasswordChangeView.as_view(template_name="accounts/password_change.html"),
+        login_required(auth_views.PasswordChangeView.as_view(template_name="accounts/password_change.html")),
         name="password_change",
     ),
     path(
         "accounts/password/done/",
-        auth_views.PasswordChangeDoneView.as_view(template_name="accounts/password_change_done.html"),
+        login_required(auth_views.PasswordChangeDoneView.as_view(template_name="accounts/password_change_done.html")),
         name="password_change_done",
     ),
     path("audit/", views.audit_log, name="audit_log"),
