@@ -5,7 +5,9 @@ import secrets
 from django import forms
 from django.contrib.auth.password_validation import CommonPasswordValidator
 from django.core.exceptions import ValidationError
+from django.utils.html import format_html, format_html_join
 
+from . import charsets
 from .models import Deployment, Modality, OrthancUser
 from .security.findings import is_weak_password
 from .versions import VALUE_SINCE, OrthancVersion, label
@@ -118,6 +120,7 @@ class DeploymentForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._offer_deidentify_versions()  # before the bound fields below copy the help texts
+        self._explain_worklist_encoding()
         self.sections = [(title, [self[name] for name in names]) for title, names in SETTINGS_SECTIONS]
 
     def _offer_deidentify_versions(self):
@@ -143,6 +146,30 @@ class DeploymentForm(forms.ModelForm):
         who = f"Orthanc {version}".replace("%", "%%") if version.known else "every supported Orthanc release"
         field.error_messages["invalid_choice"] = (
             f"%(value)s is not accepted by {who}: Orthanc would refuse to start. Choose {', '.join(offered)}."
+        )
+
+    def _explain_worklist_encoding(self):
+        """Which stations the deployment serves correctly, beside the setting that decides it."""
+        if self.instance.pk is None:
+            return
+        stations = list(self.instance.modalities.all())
+        field = self.fields["default_encoding"]
+        setting = self.instance.default_encoding
+        rows = format_html_join(
+            "",
+            '<li><span class="{}">{}</span>: {}</li>',
+            (
+                ("text-success" if s.full else "text-warning-emphasis", s.aet, s.sentence)
+                for s in charsets.services(setting, stations)
+            ),
+        )
+        encoding = self.instance.worklist_encoding(stations)
+        field.help_text = format_html(
+            '{} <span id="worklist-encoding-now">Now: {} ({}).</span><ul class="mb-0" id="worklist-stations">{}</ul>',
+            field.help_text,
+            charsets.NAMES[charsets.CHARSET_OF[encoding]],
+            charsets.reason(setting, stations),
+            rows or format_html("<li>{}</li>", "No station may query the worklist yet."),
         )
 
     def clean_service_password(self):
@@ -205,6 +232,13 @@ class DeploymentForm(forms.ModelForm):
             for name in ("start_command", "stop_command"):
                 if not get(name):
                     self.add_error(name, "Required for start/stop commands.")
+        setting = get("default_encoding")
+        if setting and self.instance.pk and setting != self.instance.default_encoding:
+            stations = list(self.instance.modalities.all())
+            for problem in new_entry_problems(
+                self.instance, (self.instance.default_encoding, stations), (setting, stations)
+            ):
+                self.add_error("default_encoding", problem)
         if get("dicom_check_modality_host") and self.instance.pk:
             names = [m.name for m in self.instance.modalities.all() if not is_ip(m.host)]
             if names:
@@ -214,6 +248,13 @@ class DeploymentForm(forms.ModelForm):
                     "Give them IP addresses first.",
                 )
         return data
+
+
+def new_entry_problems(deployment, before, after) -> list[str]:
+    """The scheduled entries that the change from ``before`` to ``after`` (setting, stations)
+    would leave with letters their station no longer receives intact."""
+    known = set(charsets.entry_problems(deployment, *before))
+    return [p for p in charsets.entry_problems(deployment, *after) if p not in known]
 
 
 def check_password_strength(password, username=""):
@@ -314,4 +355,17 @@ class ModalityForm(forms.ModelForm):
         if all(data.get(k) for k in ("aet", "host", "port")):
             if others.filter(aet=data["aet"], host=data["host"], port=data["port"]).exists():
                 self.add_error("aet", "A modality with this AE title, host and port already exists.")
+        if data.get("charset") and data.get("aet"):
+            self._check_scheduled_entries(list(others), data)
         return data
+
+    def _check_scheduled_entries(self, others, data):
+        """A station that shows fewer letters, or one that narrows the deployment's one encoding,
+        must not leave scheduled entries with names it would garble."""
+        changed = Modality(
+            aet=data["aet"], charset=data["charset"], allow_find_worklist=data.get("allow_find_worklist", False)
+        )
+        before = others + ([self.instance] if self.instance.pk else [])
+        setting = self.deployment.default_encoding
+        for problem in new_entry_problems(self.deployment, (setting, before), (setting, [*others, changed])):
+            self.add_error("charset", problem)

@@ -96,7 +96,8 @@ def render_deployment(deployment, users=(), modalities=(), plugins_dir="/usr/sha
         "ConcurrentJobs": d.concurrent_jobs,
         "DeidentifyLogs": d.deidentify_logs,
         "DeidentifyLogsDicomVersion": d.deidentify_logs_dicom_version,
-        "DefaultEncoding": d.default_encoding,
+        # Every worklist answer leaves in this one encoding: chosen from the stations (deployments/charsets.py).
+        "DefaultEncoding": d.worklist_encoding(modalities),
         "TcpNoDelay": d.tcp_no_delay,
         "KeepAlive": d.keep_alive,
         "StorageAccessOnFind": d.storage_access_on_find,

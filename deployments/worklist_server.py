@@ -16,6 +16,13 @@ The index is refreshed without reading the files again:
 - Files the portal did not write can be edited in place, so they are checked at every query,
   and read again while they changed in the last two seconds.
 
+A portal file leaves the answers as soon as Orthanc stores the first image of its study (matched
+by StudyInstanceUID or AccessionNumber, as the portal's completion matches), so the machine's list
+shows the next patient at once; the portal removes the file at its next poll of Orthanc's changes.
+The instance callback runs before Orthanc confirms the C-STORE, so no query after that sees the
+entry. When a file is read, Orthanc's own index is asked whether its StudyInstanceUID arrived
+(after a restart, say); never by accession number, which an older study may share.
+
 Only the standard library: Orthanc's Python has none of the portal's packages. The module
 also imports without Orthanc, so its pure functions can be tested on their own.
 """
@@ -37,6 +44,7 @@ SETTLE_SECONDS = 2.0
 DATE = re.compile(r"^\d{8}$")
 DATE_QUERY = re.compile(r"^(\d{8})?(-)?(\d{8})?$")
 WILDCARDS = set("*?\\")
+STUDY_TAGS = ("0020,000d", "0008,0050")  # StudyInstanceUID, AccessionNumber (Orthanc's short JSON)
 
 
 def date_bounds(value):
@@ -108,24 +116,46 @@ def _short_json(data: bytes) -> dict:
     )
 
 
+def study_keys(worklist: dict):
+    """(StudyInstanceUID, AccessionNumber) of a worklist file, stripped; '' when absent."""
+    values = (worklist.get(tag) for tag in STUDY_TAGS)
+    return tuple(value.strip() if isinstance(value, str) else "" for value in values)
+
+
 def _keys_of(data: bytes):
+    """(preselection keys or None, study keys or None) of a file's bytes."""
     try:
         worklist = _short_json(data)
     except Exception:  # noqa: BLE001 - a half-written or foreign file: Orthanc's matcher decides
-        return None
+        return None, None
     steps = worklist.get("0040,0100")
     if isinstance(steps, list) and len(steps) > 1:
-        return None
-    return file_keys(worklist)
+        return None, study_keys(worklist)
+    return file_keys(worklist), study_keys(worklist)
+
+
+def _in_orthanc(study_uid) -> bool:
+    """Whether Orthanc's index holds a study with this StudyInstanceUID."""
+    if not study_uid:
+        return False
+    try:
+        return bool(orthanc.LookupStudy(study_uid))
+    except Exception:  # noqa: BLE001 - Orthanc raises when it has no such study
+        return False
 
 
 class Index:
-    def __init__(self, folder):
+    def __init__(self, folder, in_orthanc=None):
         self.folder = folder
-        self.files = {}  # name -> (signature, bytes, keys)
+        self.files = {}  # name -> (signature, bytes, keys, study keys of a portal file or None)
         self.foreign = []  # names of the files the portal did not write
         self.folder_state = None
         self.lock = threading.Lock()
+        self.in_orthanc = in_orthanc or (lambda study_uid: False)
+        self.arrived = set()  # StudyInstanceUIDs and accession numbers of portal files whose study arrived
+        self.study_keys = set()  # those of every portal file
+        self.unchecked = set()  # StudyInstanceUIDs read but not yet looked up in Orthanc's index
+        self.index_open = False  # Orthanc opens its index after loading the plugins
 
     def _read(self, path, st, old, foreign):
         signature = (st.st_ino, st.st_size, st.st_mtime_ns)
@@ -138,7 +168,13 @@ class Index:
                 data = f.read()
         except OSError:
             return None
-        return (signature, data, _keys_of(data))
+        keys, study = _keys_of(data)
+        if foreign:
+            return (signature, data, keys, None)
+        if study and study[0]:
+            # Looked up at the next snapshot once Orthanc's index is open (not while the plugin loads).
+            self.unchecked.add(study[0])
+        return (signature, data, keys, study)
 
     def _list(self):
         files, foreign_names = {}, []
@@ -158,6 +194,8 @@ class Index:
                         if foreign:
                             foreign_names.append(entry.name)
         self.foreign = foreign_names
+        self.study_keys = {key for record in files.values() if record[3] for key in record[3] if key}
+        self.arrived &= self.study_keys  # forget the studies whose files the portal removed
         return files
 
     def _recheck_foreign(self):
@@ -187,7 +225,20 @@ class Index:
                 self.folder_state = state
             else:
                 self._recheck_foreign()
-            return list(self.files.values())
+            if self.index_open:
+                self.arrived.update(uid for uid in self.unchecked & self.study_keys if self.in_orthanc(uid))
+                self.unchecked.clear()
+            return [r for r in self.files.values() if not (r[3] and self.arrived.intersection(r[3]))]
+
+    def open_index(self):
+        """Orthanc has started: the studies of the files read so far can be looked up."""
+        self.index_open = True
+        self.snapshot()
+
+    def study_arrived(self, study_uid, accession):
+        """Orthanc stored an image of this study: hide the portal files that schedule it."""
+        with self.lock:
+            self.arrived.update(key for key in (study_uid, accession) if key and key in self.study_keys)
 
 
 def on_worklist(index, answers, query):
@@ -195,7 +246,7 @@ def on_worklist(index, answers, query):
         wanted = query_keys(_short_json(query.WorklistGetDicomQuery()))
     except Exception:  # noqa: BLE001 - an unreadable query: every file goes to the matcher
         wanted = (None, "", "")
-    for _signature, data, keys in index.snapshot():
+    for _signature, data, keys, _study in index.snapshot():
         if not may_match(keys, wanted):
             continue
         try:
@@ -205,19 +256,39 @@ def on_worklist(index, answers, query):
             continue
 
 
+def on_stored(index, dicom):
+    try:
+        tags = json.loads(
+            dicom.GetInstanceAdvancedJson(orthanc.DicomToJsonFormat.SHORT, orthanc.DicomToJsonFlags.NONE, 256)
+        )
+    except Exception:  # noqa: BLE001 - never let the worklist get in the way of storing an image
+        return
+    index.study_arrived(*study_keys(tags))
+
+
+def on_change(index, change):
+    if change == orthanc.ChangeType.ORTHANC_STARTED:
+        try:
+            index.open_index()
+        except OSError as exc:
+            orthanc.LogError(f"portal worklist server: cannot read {index.folder}: {exc}")
+
+
 def register():
     config = json.loads(orthanc.GetConfiguration())
     folder = (config.get("Worklists") or {}).get("Database")
     if not folder:
         orthanc.LogError("portal worklist server: Worklists.Database is not set; no worklist is served")
         return
-    index = Index(folder)
+    index = Index(folder, in_orthanc=_in_orthanc)
     try:
         files = len(index.snapshot())  # read now, so the first machine's query is not the slow one
     except OSError as exc:
         orthanc.LogError(f"portal worklist server: cannot read {folder} yet: {exc}")
         files = 0
     orthanc.RegisterWorklistCallback(lambda answers, query, issuer, called: on_worklist(index, answers, query))
+    orthanc.RegisterOnStoredInstanceCallback(lambda dicom, instance_id: on_stored(index, dicom))
+    orthanc.RegisterOnChangeCallback(lambda change, level, resource: on_change(index, change))
     orthanc.LogWarning(f"portal worklist server: serving {folder} ({files} files)")
 
 

@@ -17,7 +17,17 @@ from portal.models import AuditEntry
 from portal.text import SEARCH_MAX_LENGTH, search_problem
 
 from .models import InvalidTransition, Patient, WorklistEntry
-from .scheduling import change_status, save_entry, save_patient, shown_values, station_problems
+from .scheduling import (
+    SHOWN_ENTRY_FIELDS,
+    change_status,
+    patient_problems,
+    save_entry,
+    save_patient,
+    shown_values,
+    station_letters,
+    station_problems,
+)
+from .tasks import request_sync
 
 PATIENT_FIELDS = ["patient_id", "family_name", "given_name", "middle_name", "prefix", "suffix", "birth_date", "sex"]
 
@@ -46,6 +56,16 @@ class PatientSerializer(serializers.ModelSerializer):
                 "deployment instead."
             )
         return deployment
+
+    def validate(self, attrs):
+        if self.instance is not None:
+            # The new name goes to every machine of the patient's scheduled entries: each must show it.
+            whole = {name: attrs.get(name, getattr(self.instance, name)) for name in PATIENT_FIELDS}
+            whole["patient_id"] = self.instance.patient_id  # the entries are found by the stored ID
+            problems = patient_problems(self.instance.deployment, whole)
+            if problems:
+                raise serializers.ValidationError({name: [message] for name, message in problems.items()})
+        return attrs
 
 
 class EntrySerializer(serializers.ModelSerializer):
@@ -110,10 +130,15 @@ class EntrySerializer(serializers.ModelSerializer):
             .exists()
         ):
             raise serializers.ValidationError({"accession_number": ["This accession number is already used."]})
-        if self.instance is not None and "patient" in attrs:
-            attrs["patient"] = self._whole_patient(attrs["patient"])
+        if self.instance is not None:
+            # What is not sent is what is stored: a new station must show the stored patient too.
+            attrs["patient"] = self._whole_patient(attrs.get("patient", {}))
         patient = attrs.get("patient") or {}
-        problems = station_problems(station, shown_values(patient, attrs))
+        stored = {name: getattr(self.instance, name) for name in SHOWN_ENTRY_FIELDS} if self.instance else {}
+        letters = station_letters(deployment)
+        problems = station_problems(station, shown_values(patient, {**stored, **attrs}), letters)
+        for name, message in patient_problems(deployment, patient, getattr(self.instance, "pk", None), letters).items():
+            problems.setdefault(name, message)
         if problems:
             errors = {"patient": {}}
             for name, message in problems.items():
@@ -196,8 +221,9 @@ class PatientViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, viewsets.
 
     def perform_update(self, serializer):
         before = audit.snapshot(serializer.instance)
-        patient = serializer.save()
+        patient = serializer.save()  # marks its active entries for rewriting (Patient.save)
         audit.record(self.request, AuditEntry.Action.UPDATE, patient, before, audit.snapshot(patient))
+        request_sync(patient.deployment_id)
 
 
 ENTRY_FILTERS = [

@@ -2,8 +2,8 @@
 
 ``worklist_completion`` reads Orthanc's ``GET /changes?since=<last seq>`` (the sequence number
 is kept in the database, so each change is read once). A ``NewStudy`` whose AccessionNumber or
-StudyInstanceUID matches an entry starts it (IN_PROGRESS); its ``StableStudy`` completes it.
-Completed entries leave the folder at the next sync, which runs at the end.
+StudyInstanceUID matches an entry starts it (IN_PROGRESS) and takes it off the machines' list;
+its ``StableStudy`` completes it. The files leave the folder at the sync that runs at the end.
 """
 
 import logging
@@ -53,10 +53,17 @@ def study_arrived(deployment, accession, study_uid, stable) -> WorklistEntry | N
     )
     if entry is None:
         return None
+    first = entry.study_arrived_at is None
+    if first:
+        # Saved with the moves below: the entry leaves the machines' list at the next sync, so
+        # the next patient is at the top (the portal's worklist server has hidden it already).
+        entry.study_arrived_at = timezone.now()
     if entry.status != Status.IN_PROGRESS:
         if entry.status == Status.NO_SHOW:
             _move(entry, Status.ARRIVED, "the study arrived after the entry was marked no-show")
         _move(entry, Status.IN_PROGRESS, "Orthanc received the study")
+    elif first:
+        entry.save(update_fields=["study_arrived_at"])
     if stable:
         _move(entry, Status.COMPLETED, "the study is complete in Orthanc (stable)")
     return entry

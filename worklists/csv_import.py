@@ -15,7 +15,14 @@ from portal.models import AuditEntry
 
 from .forms import EntryForm, PatientForm, check_station
 from .models import Patient, WorklistEntry
-from .scheduling import accession_numbers, new_study_uid, worklist_stations
+from .scheduling import (
+    SHOWN_PATIENT_FIELDS,
+    accession_numbers,
+    new_study_uid,
+    station_letters,
+    station_problems,
+    worklist_stations,
+)
 from .tasks import request_sync
 
 PATIENT_COLUMNS = ["patient_id", "family_name", "given_name", "middle_name", "prefix", "suffix", "birth_date", "sex"]
@@ -96,6 +103,7 @@ def parse(deployment, text: str) -> Parsed:
     if parsed.errors:
         return parsed
     stations = {s.aet: s for s in worklist_stations(deployment)}
+    letters = station_letters(deployment, list(stations.values()))
     seen_accessions = {}
     try:
         for record in reader:
@@ -109,9 +117,10 @@ def parse(deployment, text: str) -> Parsed:
             values = {k: (v or "").strip() for k, v in record.items()}
             if not any(values.values()):
                 continue
-            _check_row(deployment, line, values, stations, seen_accessions, parsed)
+            _check_row(deployment, line, values, stations, seen_accessions, parsed, letters)
     except csv.Error as exc:
         parsed.errors.append((reader.line_num, "", _csv_error(exc)))
+    _check_patients_across_rows(parsed, letters)
     if not parsed.rows and not parsed.errors:
         parsed.errors.append((1, "", "The file has a header line but no rows."))
     return parsed
@@ -123,7 +132,7 @@ def _csv_error(exc):
     return f"Not a readable CSV line: {exc}."
 
 
-def _check_row(deployment, line, values, stations, seen_accessions, parsed):
+def _check_row(deployment, line, values, stations, seen_accessions, parsed, letters):
     row = Row(line, values)
     data = {k: values.get(k, "") for k in COLUMNS}
     data["birth_date"], data["scheduled_date"] = _date(data["birth_date"]), _date(data["scheduled_date"])
@@ -137,7 +146,7 @@ def _check_row(deployment, line, values, stations, seen_accessions, parsed):
     data["modality"] = data["modality"] or "US"
     patient_form = PatientForm(data)
     entry_form = EntryForm(data, deployment=deployment)
-    if not check_station(patient_form, entry_form):
+    if not check_station(patient_form, entry_form, letters):
         for form in (patient_form, entry_form):
             for name, messages in form.errors.items():
                 for message in messages:
@@ -153,6 +162,21 @@ def _check_row(deployment, line, values, stations, seen_accessions, parsed):
         seen_accessions[accession] = line
     row.patient, row.entry = patient_form.cleaned_data, entry_form.cleaned_data
     parsed.rows.append(row)
+
+
+def _check_patients_across_rows(parsed, letters):
+    """A patient on several rows ends with the last row's name (``_save_patients``): each of its
+    rows' stations must show that name too."""
+    last = {row.patient["patient_id"]: row for row in parsed.rows}
+    for row in parsed.rows:
+        final = last[row.patient["patient_id"]]
+        if final is row:
+            continue
+        values = {k: final.patient.get(k, "") for k in SHOWN_PATIENT_FIELDS}
+        for name, message in station_problems(row.entry["station"], values, letters).items():
+            parsed.errors.append(
+                (final.line, name, f"{final.patient['patient_id']} is also on line {row.line}. {message}")
+            )
 
 
 def import_rows(who, deployment, parsed: Parsed) -> int:
@@ -238,6 +262,7 @@ def _save_patients(who, deployment, rows) -> dict:
             records.append(audit.entry(who, AuditEntry.Action.UPDATE, patient, before, audit.snapshot(patient)))
     Patient.objects.bulk_create(created)
     Patient.objects.bulk_update(changed, list(PATIENT_COLUMNS))
+    Patient.rewrite_entries(p.pk for p in changed)  # bulk_update bypasses Patient.save
     records += [audit.entry(who, AuditEntry.Action.CREATE, p, None, audit.snapshot(p)) for p in created]
     AuditEntry.objects.bulk_create(records)
     return {**known, **{p.patient_id: p for p in created}}

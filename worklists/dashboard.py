@@ -6,6 +6,8 @@ from django.conf import settings
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
+from deployments import charsets
+
 from .models import WorklistEntry, WorklistState
 from .sync import OUR_FILE
 
@@ -53,8 +55,19 @@ def deployment_panel_context(deployment) -> dict:
         "worklist_classic": deployment.worklist_server == deployment.WorklistServer.CLASSIC,
         "worklist_foreign": sorted(foreign),
         "worklist_folder_error": folder_error,
-        "worklist_encoding_ok": deployment.default_encoding == deployment.Encoding.UTF8,
-        "worklist_encoding": deployment.get_default_encoding_display(),
+        **worklist_encoding_context(deployment),
         "worklist_state": state,
         "worklist_plugin_enabled": deployment.worklists_enabled,
+    }
+
+
+def worklist_encoding_context(deployment) -> dict:
+    """What Orthanc sends the stations, and the stations that misread it or are limited by it."""
+    stations = list(deployment.modalities.all())
+    services = charsets.services(deployment.default_encoding, stations)
+    return {
+        "worklist_encoding": charsets.NAMES[charsets.CHARSET_OF[deployment.worklist_encoding(stations)]],
+        "worklist_encoding_reason": charsets.reason(deployment.default_encoding, stations),
+        "worklist_garbled": [s for s in services if s.garbled],
+        "worklist_limited": [s for s in services if not s.full and not s.garbled],
     }

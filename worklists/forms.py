@@ -4,7 +4,7 @@ from django.core.validators import MaxLengthValidator
 from portal.text import SEARCH_MAX_LENGTH
 
 from .models import Patient, WorklistEntry
-from .scheduling import shown_values, station_problems, worklist_stations
+from .scheduling import patient_problems, shown_values, station_letters, station_problems, worklist_stations
 
 
 class DateInput(forms.DateInput):
@@ -98,12 +98,19 @@ class EntryForm(VRMixin, forms.ModelForm):
         return value
 
 
-def check_station(patient_form, entry_form) -> bool:
-    """Add an error beside each value the chosen station cannot display. True when all is fine."""
+def check_station(patient_form, entry_form, letters=None) -> bool:
+    """Add an error beside each value the chosen station, or the station of another active entry
+    of the same patient, would not receive intact. True when all is fine. ``letters``: from
+    ``station_letters``, when many rows are checked."""
     if not (patient_form.is_valid() and entry_form.is_valid()):
         return False
+    deployment = entry_form.deployment
+    letters = letters if letters is not None else station_letters(deployment)
     values = shown_values(patient_form.cleaned_data, entry_form.cleaned_data)
-    problems = station_problems(entry_form.cleaned_data["station"], values)
+    problems = station_problems(entry_form.cleaned_data["station"], values, letters)
+    others = patient_problems(deployment, patient_form.cleaned_data, entry_form.instance.pk, letters)
+    for name, message in others.items():
+        problems.setdefault(name, message)
     for name, message in problems.items():
         form = patient_form if name in patient_form.fields else entry_form
         form.add_error(name, message)

@@ -45,6 +45,27 @@ class Patient(models.Model):
     def __str__(self):
         return f"{self.display_name} ({self.patient_id})"
 
+    def save(self, *args, **kwargs):
+        updating = not self._state.adding
+        super().save(*args, **kwargs)
+        if updating:
+            Patient.rewrite_entries([self.pk])
+
+    @staticmethod
+    def rewrite_entries(patient_pks) -> int:
+        """Mark the active entries of these patients for rewriting: a patient's name and details
+        are in the file of every one of its entries, so one correction reaches every machine at
+        the next sync. (Bulk updates, which bypass ``save``, call this themselves.)"""
+        return (
+            WorklistEntry.objects.filter(WorklistEntry.LISTED, patient_id__in=list(patient_pks))
+            .order_by()
+            .update(
+                revision=F("revision") + 1,
+                needs_sync=True,
+                sync_state=WorklistEntry.SyncState.PENDING,
+            )
+        )
+
     @property
     def dicom_name(self):
         """Family^Given^Middle^Prefix^Suffix without trailing empty components."""
@@ -90,8 +111,10 @@ class WorklistEntry(models.Model):
         Status.NO_SHOW: {Status.ARRIVED},  # the patient came late after all
         Status.DISCONTINUED: set(),
     }
-    # Statuses whose entry belongs in the machines' list (when inside the active window).
+    # Statuses whose entry belongs in the machines' list (when inside the active window)...
     ACTIVE = (Status.SCHEDULED, Status.ARRIVED, Status.IN_PROGRESS)
+    # ...until the first image of its study arrives: the machine's list then shows the next patient.
+    LISTED = models.Q(status__in=ACTIVE, study_arrived_at=None)
     SYNC_FIELDS = ("synced_revision", "in_folder", "file_hash", "sync_error", "synced_at")  # the sync's own
     # What the ScheduledProcedureStepStatus (CS) says to the machine.
     DICOM_STATUS = {Status.SCHEDULED: "SCHEDULED", Status.ARRIVED: "ARRIVED", Status.IN_PROGRESS: "STARTED"}
@@ -122,6 +145,9 @@ class WorklistEntry(models.Model):
         help_text=f"Never sent to the machines. At most {NOTES_MAX_LENGTH} characters.",
     )
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.SCHEDULED, db_index=True)
+    study_arrived_at = models.DateTimeField(
+        null=True, blank=True, help_text="When Orthanc received the first image of the entry's study."
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
@@ -175,6 +201,11 @@ class WorklistEntry(models.Model):
         return f"portal-{self.uuid}.wl"
 
     @property
+    def is_listed(self) -> bool:
+        """Whether the entry belongs in the machines' list (the window aside): ``LISTED``."""
+        return self.status in self.ACTIVE and self.study_arrived_at is None
+
+    @property
     def is_terminal(self):
         return not self.TRANSITIONS[self.status]
 
@@ -183,8 +214,10 @@ class WorklistEntry(models.Model):
         """(css class, words) of where the entry stands with the machines' list."""
         if self.sync_state == self.SyncState.ERROR:
             return "error", f"error: {self.sync_error}"
-        if self.status not in self.ACTIVE:
-            return ("pending", "pending removal") if self.in_folder else ("removed", "not in the list")
+        if self.status not in self.ACTIVE or self.study_arrived_at:
+            if self.in_folder:
+                return "pending", "pending removal"
+            return ("removed", "images received") if self.study_arrived_at else ("removed", "not in the list")
         if self.revision != self.synced_revision or not self.in_folder:
             before = getattr(settings, "WORKLISTS_WINDOW_DAYS_BEFORE", 1)
             after = getattr(settings, "WORKLISTS_WINDOW_DAYS_AFTER", 30)

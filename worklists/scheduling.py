@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from pydicom.uid import generate_uid
 
+from deployments import charsets
 from portal import audit
 from portal.models import AuditEntry
 
@@ -23,19 +24,95 @@ def worklist_stations(deployment):
     return deployment.modalities.filter(allow_find_worklist=True).order_by("name")
 
 
-def station_problems(station, values: dict) -> dict:
-    """{field: message} for values the station's character set cannot show."""
+def station_letters(deployment, stations=None) -> dict:
+    """{station AE title: the character set whose letters reach that station intact}: what the
+    station shows, narrowed by the one encoding Orthanc sends (deployments/charsets.py)."""
+    stations = list(worklist_stations(deployment)) if stations is None else stations
+    encoding = deployment.worklist_encoding(stations)
+    return {s.aet: charsets.received(s.charset, encoding) for s in stations if s.allow_find_worklist}
+
+
+def station_problems(station, values: dict, letters=None) -> dict:
+    """{field: message} for values that would not reach the station intact, naming the letters.
+    ``letters``: the result of ``station_letters`` when the caller checks many values."""
     problems = {}
     if station is None:
         return problems
+    if letters is None:
+        letters = station_letters(station.deployment)
+    charset = letters.get(station.aet, station.charset)
     for name, value in values.items():
         if not value:
             continue
         try:
-            vr.check_charset(str(value), station.charset, station.aet)
+            vr.check_charset(str(value), charset, station.aet)
         except ValidationError as exc:
-            problems[name] = exc.messages[0]
+            problems[name] = exc.messages[0] if charset == station.charset else _narrowed(station, charset, value)
     return problems
+
+
+def _narrowed(station, charset, value):
+    """The refusal when the deployment's one encoding, not the station, loses the letters."""
+    why = charsets.reason(station.deployment.default_encoding, list(worklist_stations(station.deployment)))
+    return (
+        f"The station {station.aet} receives its worklist with {vr.CHARSET_NAMES[charset]} letters only ({why}) "
+        f"and cannot show: {', '.join(vr.unshowable(str(value), charset))}. Type the name as the patient's "
+        "documents spell it in those letters, or ask an administrator about the deployment's worklist "
+        "character set."
+    )
+
+
+def patient_problems(deployment, patient_data: dict, exclude_entry=None, letters=None) -> dict:
+    """{field: message} for a known patient's new name parts that a station of one of its other
+    active entries would not receive intact: a patient's name is on every one of its entries."""
+    patient_id = patient_data.get("patient_id")
+    if not patient_id:
+        return {}
+    entries = (
+        WorklistEntry.objects.filter(deployment=deployment, patient__patient_id=patient_id)
+        .filter(WorklistEntry.LISTED)
+        .exclude(pk=exclude_entry)
+        .order_by("scheduled_date", "scheduled_time")
+    )
+    stations = {s.aet: s for s in worklist_stations(deployment)}
+    problems = {}
+    for aet, accession in entries.values_list("station_aet", "accession_number"):
+        station = stations.get(aet)
+        if station is None:
+            continue
+        if letters is None:
+            letters = station_letters(deployment, list(stations.values()))
+        values = {k: patient_data.get(k, "") for k in SHOWN_PATIENT_FIELDS}
+        for name, message in station_problems(station, values, letters).items():
+            problems.setdefault(name, f"{patient_id} is also scheduled on {aet} ({accession}). {message}")
+    return problems
+
+
+def unsendable_entries(deployment, setting, stations, limit=10) -> list[str]:
+    """Sentences naming the listed entries whose shown values would not reach their station
+    intact with these ``stations`` and this encoding ``setting`` (at most ``limit``, then a count).
+    Registered with deployments.charsets: the station and settings forms refuse such a change."""
+    encoding = charsets.resolve(setting, [s.charset for s in stations if s.allow_find_worklist])
+    letters = {s.aet: charsets.received(s.charset, encoding) for s in stations if s.allow_find_worklist}
+    entries = (
+        WorklistEntry.objects.filter(WorklistEntry.LISTED, deployment=deployment, station_aet__in=list(letters))
+        .select_related("patient")
+        .order_by("scheduled_date", "scheduled_time", "id")
+    )
+    found = []
+    for entry in entries.iterator():
+        values = shown_values({k: getattr(entry.patient, k) for k in SHOWN_PATIENT_FIELDS}, vars(entry))
+        bad = [c for v in values.values() if v for c in vr.unshowable(str(v), letters[entry.station_aet])]
+        if bad:
+            found.append((entry, ", ".join(dict.fromkeys(bad))))
+    sentences = [
+        f"{e.accession_number} ({e.patient.display_name}, {e.scheduled_date:%Y-%m-%d} on {e.station_aet}) has letters "
+        f"{e.station_aet} would receive garbled or not at all: {letters_}. Correct or move it first."
+        for e, letters_ in found[:limit]
+    ]
+    if len(found) > limit:
+        sentences.append(f"And {len(found) - limit} more scheduled entries.")
+    return sentences
 
 
 def shown_values(patient_data: dict, entry_data: dict) -> dict:

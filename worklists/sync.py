@@ -1,12 +1,12 @@
 """Reconcile a deployment's worklist folder with the database.
 
-The folder holds exactly the active entries (active status, inside the active window), one
-``portal-<uuid>.wl`` file each, written atomically. Other ``.wl`` files belong to someone else:
-they are reported, never touched. The work is incremental: each save bumps the entry's
-``revision``, the sync records the revision it wrote, so one changed entry among 10,000 costs
-one rendered file and a handful of queries. A file of ours that vanished while the database
-says it is in the folder was removed by Orthanc (newer worklist plugins delete an entry when
-its study arrives): that entry is done, not to be written again.
+The folder holds exactly the listed entries (active status, no image of their study received yet,
+inside the active window), one ``portal-<uuid>.wl`` file each, written atomically. Other ``.wl``
+files belong to someone else: they are reported, never touched. The work is incremental: each save
+bumps the entry's ``revision``, the sync records the revision it wrote, so one changed entry among
+10,000 costs one rendered file and a handful of queries. A file of ours that vanished while the
+database says it is in the folder was removed by Orthanc (newer worklist plugins delete an entry
+when its study arrives): that entry is done, not to be written again.
 """
 
 import logging
@@ -83,7 +83,7 @@ def active_window(today=None):
 
 
 def active_filter(today=None) -> Q:
-    return Q(status__in=WorklistEntry.ACTIVE, scheduled_date__range=active_window(today))
+    return WorklistEntry.LISTED & Q(scheduled_date__range=active_window(today))
 
 
 def scan_folder(folder: Path):
@@ -139,19 +139,19 @@ def _reconcile(deployment, folder, today, full) -> SyncResult:
     # Each question in an index-friendly shape. Booleans are compared with __in: SQLite cannot
     # use an index for Django's bare "col" / "NOT col" rendering of a boolean filter.
     start, end = active_window(today)
-    in_window = Q(status__in=WorklistEntry.ACTIVE, scheduled_date__range=(start, end))
+    in_window = WorklistEntry.LISTED & Q(scheduled_date__range=(start, end))
     # The dirty entries by their own index, the window checked here: given the window in the
     # query, SQLite prefers the date index and reads every active row.
     dirty = list(entries.filter(needs_sync__in=[True]).select_related("patient").order_by())
-    to_write = {e.pk: e for e in dirty if e.status in WorklistEntry.ACTIVE and start <= e.scheduled_date <= end}
+    to_write = {e.pk: e for e in dirty if e.is_listed and start <= e.scheduled_date <= end}
     idle = [e.pk for e in dirty if e.pk not in to_write and not e.in_folder]
     missing = entries.filter(in_folder__in=[False]).filter(in_window)
     to_write.update((e.pk, e) for e in missing.exclude(pk__in=list(to_write)).select_related("patient").order_by())
     to_write = list(to_write.values())
     writing = {str(e.uuid) for e in to_write}
     in_folder = entries.filter(in_folder__in=[True])
-    finished = in_folder.exclude(status__in=WorklistEntry.ACTIVE)
-    out_of_window = in_folder.filter(status__in=WorklistEntry.ACTIVE).filter(
+    finished = in_folder.exclude(WorklistEntry.LISTED)  # closed, or its study has arrived
+    out_of_window = in_folder.filter(WorklistEntry.LISTED).filter(
         Q(scheduled_date__lt=start) | Q(scheduled_date__gt=end)
     )
     to_remove = [

@@ -6,6 +6,8 @@ from django.urls import reverse
 from portal.crypto import EncryptedTextField
 from portal.text import single_line
 
+from ..charsets import resolve
+
 aet_validator = RegexValidator(
     r"^(?! *$)[\x20-\x5b\x5d-\x7e]{1,16}$",
     "An AE title is 1 to 16 characters of printable ASCII, without backslash, and not only spaces.",
@@ -56,7 +58,8 @@ class Deployment(models.Model):
         DOWN = "down", "unreachable"
 
     class Encoding(models.TextChoices):
-        UTF8 = "Utf8", "UTF-8 (recommended)"
+        AUTO = "auto", "Automatic: what every worklist station reads (recommended)"
+        UTF8 = "Utf8", "UTF-8"
         LATIN1 = "Latin1", "Latin-1 (Orthanc's own default)"
         ASCII = "Ascii", "ASCII"
 
@@ -219,11 +222,13 @@ class Deployment(models.Model):
         help_text="Which edition of the DICOM de-identification rules the logs follow.",
     )
     default_encoding = models.CharField(
+        "worklist character set",
         max_length=16,
         choices=Encoding.choices,
-        default=Encoding.UTF8,
-        help_text="With Latin-1, Orthanc's own default, a worklist answer silently drops every letter outside "
-        "Latin-1 (Łukasiewicz becomes ukasiewicz). UTF-8 keeps names intact.",
+        default=Encoding.AUTO,
+        help_text="Orthanc's DefaultEncoding: every worklist answer leaves in it, whatever the machine asks. "
+        "Automatic sends UTF-8 while every worklist station reads UTF-8 and Latin-1 as soon as one shows only "
+        "Latin-1; a name a station cannot receive intact is refused when it is scheduled.",
     )
     tcp_no_delay = models.BooleanField(
         "TCP no delay", default=True, help_text="Sends small DICOM packets at once: faster queries."
@@ -316,6 +321,12 @@ class Deployment(models.Model):
         from portal.celery import deployment_queue
 
         return deployment_queue(self.slug)
+
+    def worklist_encoding(self, stations=None) -> str:
+        """The DefaultEncoding Orthanc is given (the setting, or the automatic choice)."""
+        if stations is None:
+            stations = self.modalities.all() if self.pk else []
+        return resolve(self.default_encoding, [s.charset for s in stations if s.allow_find_worklist])
 
     @property
     def worklist_folder(self):

@@ -6,6 +6,7 @@ Three parts: ``settings_findings`` is pure (the saved settings, users and modali
 passwords, whether a non-admin account reaches /tools/execute-script).
 """
 
+from .. import charsets
 from .findings import (
     BADGES,
     DEFAULT_CREDENTIALS,
@@ -37,11 +38,28 @@ __all__ = [
 def audit_deployment(d, live=True, timeout=5.0) -> list[Finding]:
     users = list(d.orthanc_users.all()) if d.pk else []
     modalities = list(d.modalities.all()) if d.pk else []
-    findings = settings_findings(d, users, modalities) + file_findings(d)
+    findings = settings_findings(d, users, modalities) + file_findings(d) + entry_findings(d, modalities)
     if live:
         findings += live_findings(d, users, timeout=timeout)
     findings.sort(key=lambda x: SEVERITIES.index(x.severity))
     return [x.link(d.slug) for x in findings]
+
+
+def entry_findings(d, modalities) -> list[Finding]:
+    """Scheduled entries whose letters their station would not receive intact (made before the
+    stations or the setting changed)."""
+    problems = charsets.entry_problems(d, d.default_encoding, modalities)
+    if not problems:
+        return []
+    return [
+        Finding(
+            "worklist-entries-garbled",
+            "medium",
+            "Scheduled entries have letters their station would not receive intact.",
+            " ".join(problems),
+            "default_encoding",
+        )
+    ]
 
 
 def has_critical(findings) -> bool:

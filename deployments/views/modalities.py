@@ -9,6 +9,7 @@ from portal import audit
 from portal.models import AuditEntry
 from portal.roles import require_perm
 
+from .. import charsets
 from ..forms import ModalityForm
 from ..models import Deployment, Modality
 from ..orthanc import OrthancClient, OrthancError
@@ -17,7 +18,13 @@ from ..push import revision_create
 
 @require_perm("deployments.view_deployment")
 def modality_index(request):
-    deployments = Deployment.objects.prefetch_related("modalities")
+    deployments = list(Deployment.objects.prefetch_related("modalities"))
+    for d in deployments:
+        # What each worklist station receives: Orthanc sends one encoding to all (deployments/charsets.py).
+        stations = list(d.modalities.all())  # the prefetched objects, which the page lists again
+        services = charsets.services(d.default_encoding, stations)
+        for station, service in zip([m for m in stations if m.allow_find_worklist], services, strict=True):
+            station.worklist_service = service
     return render(request, "deployments/modalities.html", {"deployments": deployments})
 
 

@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
+from deployments.models import Modality
 from tests.dicomfiles import make_instance  # noqa: F401  (kept beside: same real-DICOM helpers)
-from tests.worklists.conftest import cfind, make_entry
+from tests.worklists.conftest import add_stations, cfind, make_entry
 from worklists.models import WorklistEntry
 from worklists.sync import worklist_sync
 
@@ -43,13 +44,19 @@ def test_matching_by_date_range_station_modality_name_wildcard_and_accession(wl_
     assert {b.pk, c.pk}
 
 
-def test_a_utf8_name_comes_back_intact_when_the_query_asks_for_iso_ir_192(wl_orthanc):
-    d = wl_orthanc.deployment
+def test_a_utf8_name_comes_back_intact_when_every_station_reads_utf8(orthanc_factory, transactional_db):
+    # Orthanc sends one encoding to all: UTF-8 only when no station shows just Latin-1 (test_charsets.py).
+    instance = orthanc_factory(slug="utf8", start=False)
+    add_stations(instance)
+    instance.modalities = [m for m in instance.modalities if m.charset == Modality.Charset.UTF8]
+    instance.write_config()
+    instance.start()
+    d = instance.save_deployment()
     make_entry(d, family="Müller", given="Zoë", accession="UTF8")
     make_entry(d, family="Łukasiewicz", given="Śmiały", accession="UTF8-PL")
     worklist_sync(d.pk)
 
-    answers = {a.AccessionNumber: a for a in cfind(wl_orthanc, charset="ISO_IR 192")}
+    answers = {a.AccessionNumber: a for a in cfind(instance, charset="ISO_IR 192")}
 
     assert str(answers["UTF8"].PatientName) == "Müller^Zoë"
     assert str(answers["UTF8-PL"].PatientName) == "Łukasiewicz^Śmiały"

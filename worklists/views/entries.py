@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from deployments import charsets
 from deployments.models import Deployment
 from portal import jobs
 from portal.roles import require_perm
@@ -62,6 +63,7 @@ def index(request):
     entries = entries[: SEARCH_LIMIT if query else DAY_LIMIT]
     groups = [(aet, list(rows)) for aet, rows in groupby(entries, key=lambda e: e.station_aet)] if not query else []
     state = WorklistState.objects.filter(deployment=deployment).first()
+    stations = list(worklist_stations(deployment))
     return render(
         request,
         "worklists/index.html",
@@ -81,7 +83,8 @@ def index(request):
             "groups": groups,
             "actions": ACTIONS,
             "state": state,
-            "stations": list(worklist_stations(deployment)),
+            "stations": stations,
+            "worklist_garbled": [s for s in charsets.services(deployment.default_encoding, stations) if s.garbled],
         },
     )
 
