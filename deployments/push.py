@@ -9,7 +9,9 @@ are superseded.
 
 import hashlib
 import json
-import time
+import logging
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -21,18 +23,17 @@ from django.utils import timezone
 from portal import jobs
 from portal.files import atomic_write, file_lock, fsync_dir
 
+from .adoption import adoption_verify, login_take, pending_adoption
 from .importer.parse import ConfigImportError, parse_text
 from .models import ConfigRevision, Deployment
-from .orthanc import OrthancAuthFailed, OrthancClient, OrthancError, OrthancHTTPError
+from .orthanc_log import failure_reason
+from .reload import NotLetIn, PluginNotLoaded, PushError, check_plugins, recover, reload, wait_for_config
 from .render import OWNED_FILES, file_mode, probe_of, render_for
-from .service import ServiceError, service_for
+from .service import service_for
 from .state import model_state
 
+log = logging.getLogger(__name__)
 PUSH_TASK = "deployments.deployment_push"
-
-
-class PushError(Exception):
-    pass
 
 
 # ------------------------------------------------------------------ recording the intent
@@ -73,8 +74,11 @@ def fingerprint(files) -> str:
     return digest.hexdigest()
 
 
-def validate_files(files, folder=None):
-    """Refuse what would stop Orthanc from starting, before anything is written."""
+def validate_files(files, folder=None, adopting=False) -> list[str]:
+    """Refuse what would stop Orthanc from starting, before anything is written.
+
+    Returns the names of the folder's other ``*.json`` files that an adoption moves aside: those
+    whose every key the portal's files now define (the import read them into the portal)."""
     keys = {}
     for name, data in sorted(files.items()):
         if name not in OWNED_FILES:
@@ -94,28 +98,43 @@ def validate_files(files, folder=None):
     main = json.loads(files["orthanc.json"])
     if main.get("HttpPort") == main.get("DicomPort"):
         raise PushError("the HTTP port and the DICOM port are the same: Orthanc would not start")
-    if folder is not None:
-        for path in sorted(Path(folder).glob("*.json")):
-            if path.name in OWNED_FILES:
-                continue
-            try:
-                foreign, _ = parse_text(path.read_text(errors="replace"), path.name)
-            except ConfigImportError as exc:
-                raise PushError(f"{exc}: Orthanc would not start") from None
-            for key in foreign if isinstance(foreign, dict) else ():
-                if key in keys:
-                    raise PushError(f"the key {key} is in {path.name} too (not written by the portal): remove it there")
+    aside = []
+    for path in sorted(Path(folder).glob("*.json")) if folder is not None else ():
+        if path.name in OWNED_FILES:
+            continue
+        try:
+            foreign, _ = parse_text(path.read_text(errors="replace"), path.name)
+        except ConfigImportError as exc:
+            raise PushError(f"{exc}: Orthanc would not start") from None
+        shared = [key for key in foreign if key in keys]
+        if not shared:
+            continue
+        if adopting and len(shared) == len(foreign):
+            aside.append(path.name)
+        elif adopting:
+            rest = ", ".join(sorted(set(foreign) - set(shared)))
+            raise PushError(
+                f"{path.name} holds {', '.join(shared)}, which the portal now writes, and {rest}, which it does "
+                f"not: import {path.name} too, or move it out of {folder}"
+            )
+        else:
+            raise PushError(f"the key {shared[0]} is in {path.name} too (not written by the portal): remove it there")
+    return aside
 
 
 # ------------------------------------------------------------------ the push itself
 
 
-def deployment_push(deployment_id) -> str:
+def deployment_push(deployment_id, login=None) -> str:
+    """Apply the newest pending revision. ``login``: an existing admin account of the running
+    Orthanc for a first push (the command's); otherwise one typed on the adoption page is taken."""
     deployment = Deployment.objects.get(pk=deployment_id)
     folder = Path(deployment.config_dir)
     folder.mkdir(parents=True, exist_ok=True)
     # One push at a time per configuration folder, across worker processes on this host.
     with file_lock(folder / ".portal-push.lock"):
+        # Taken (and deleted) first: a typed password serves this push or none.
+        login = login or login_take(deployment)
         # Holding the lock, no other push runs here: a revision still "applying" lost its worker.
         # Apply it again unless a newer save came since (pushing is idempotent).
         orphans = deployment.revisions.filter(state=ConfigRevision.State.APPLYING)
@@ -132,13 +151,24 @@ def deployment_push(deployment_id) -> str:
         )
         if not claimed:
             return "revision already taken by another push"
+        adoption = pending_adoption(deployment)
         try:
-            apply_revision(deployment, revision, folder)
+            outcome = apply_revision(deployment, revision, folder, login=login, adopting=adoption is not None)
         except PushError as exc:
             _finish(revision, ConfigRevision.State.FAILED, error=str(exc), log_tail=getattr(exc, "log_tail", ""))
             raise
+        except Exception as exc:
+            # Whatever went wrong, the revision is not left "applying" and the admin gets a sentence.
+            log.exception("push of %s revision %s failed", deployment.slug, revision.number)
+            error = PushError(f"the push stopped on an unexpected error ({type(exc).__name__}: {exc})")
+            _finish(revision, ConfigRevision.State.FAILED, error=str(error))
+            raise error from exc
         _finish(revision, ConfigRevision.State.APPLIED)
-        return f"revision {revision.number} applied"
+        message = f"revision {revision.number} applied"
+        if adoption is not None:
+            lines = adoption_verify(deployment, adoption, outcome.moved_to, outcome.moved)
+            message += ". Adopted: " + "; ".join(lines)
+        return message
 
 
 def _finish(revision, state, error="", log_tail=""):
@@ -159,103 +189,104 @@ def write_files(folder: Path, files: dict[str, bytes]):
     fsync_dir(folder)
 
 
+def _parsed(files, name) -> dict:
+    """A file of the folder as Orthanc reads it (comments allowed); {} if absent or unreadable."""
+    try:
+        return parse_text(files[name].decode("utf-8", errors="replace"), name)[0]
+    except (KeyError, ConfigImportError):
+        return {}
+
+
 def access_from(deployment, files) -> tuple[str, tuple[str, str]]:
-    """The URL and service credentials under which Orthanc answers when it runs ``files``."""
+    """The URL and service credentials under which Orthanc answers when it runs ``files``
+    (the portal's own, or an adopted folder's, comments and all)."""
     url = deployment.orthanc_url
     if not files:
         return url, (deployment.service_username, deployment.service_password)
-    main = json.loads(files["orthanc.json"])
-    users = json.loads(files["credentials.json"]).get("RegisteredUsers", {})
+    port = _parsed(files, "orthanc.json").get("HttpPort")
+    users = _parsed(files, "credentials.json").get("RegisteredUsers")
+    users = users if isinstance(users, dict) else {}
     parts = urlsplit(url)
-    if parts.port and parts.port == deployment.http_port and main.get("HttpPort"):
-        url = urlunsplit(parts._replace(netloc=f"{parts.hostname}:{main['HttpPort']}"))
+    if parts.port and parts.port == deployment.http_port and isinstance(port, int) and not isinstance(port, bool):
+        url = urlunsplit(parts._replace(netloc=f"{parts.hostname}:{port}"))
     name = deployment.service_username
-    return url, (name, users.get(name, deployment.service_password))
+    password = users.get(name)
+    return url, (name, password if isinstance(password, str) else deployment.service_password)
 
 
-def apply_revision(deployment, revision, folder):
+@dataclass
+class Outcome:
+    moved_to: str = ""
+    moved: list = field(default_factory=list)
+
+
+def apply_revision(deployment, revision, folder, login=None, adopting=False) -> Outcome:
     new = revision.files
-    validate_files(new, folder)
+    aside = validate_files(new, folder, adopting=adopting)
     previous = read_current(folder)
     old_url, old_auth = access_from(deployment, previous)
+    # Who may ask the running Orthanc to re-read its files: the account typed for this push
+    # first, then the portal's account as the files on disk know it.
+    logins = [tuple(login)] if login else []
+    logins += [old_auth] if old_auth not in logins else []
     new_url, new_auth = deployment.orthanc_url, (deployment.service_username, deployment.service_password)
     service = service_for(deployment)
+    mark = service.log_mark() if service is not None else None
+    outcome = Outcome()
     write_files(folder, new)
+    if aside:
+        outcome.moved_to, outcome.moved = str(move_aside(folder, aside, revision.number)), aside
     try:
-        reload(old_url, old_auth, service)
+        reload(old_url, logins, service)
         wait_for_config(new_url, new_auth, probe_of(new), service, settings.PUSH_VERIFY_TIMEOUT)
+        check_plugins(new_url, new_auth, _parsed(new, "orthanc.json").get("Plugins") or [])
     except PushError as exc:
         tail = service.log_tail() if service is not None else ""
-        if not previous:
+        reason = failure_reason(service.log_since(mark)) if service is not None else ""
+        if isinstance(exc, PluginNotLoaded) and reason:
+            failure = reason  # Orthanc's own words name the file; they say it better
+        else:
+            failure = f"{exc}: {reason}" if reason and reason not in str(exc) else str(exc)
+        if not previous and not aside:
             # A first push: there is nothing older to go back to, so the new files stay.
-            error = PushError(f"{exc}. There was no earlier configuration to restore; the new files stay in place.")
-            error.log_tail = tail
-            raise error from exc
+            raise _error(
+                f"{failure}. There was no earlier configuration to restore; the new files stay in place.", tail
+            ) from exc
         write_files(folder, previous)
+        if aside:
+            move_back(folder, Path(outcome.moved_to), aside)
+        if isinstance(exc, NotLetIn):
+            # Orthanc never read the new files: putting the old ones back is all it takes.
+            raise _error(
+                f"{failure}. Nothing changed: the previous files are back and Orthanc still runs them.", tail
+            ) from exc
         try:
-            recover(old_url, old_auth, new_auth, probe_of(previous), service)
+            recover(old_url, list(dict.fromkeys([*logins, new_auth])), old_auth, previous, service)
         except PushError as again:
-            error = PushError(f"{exc} — and the previous configuration did not come back: {again}")
-            error.log_tail = tail
-            raise error from exc
-        error = PushError(f"{exc}. The previous configuration was restored and Orthanc runs it again.")
-        error.log_tail = tail
-        raise error from exc
+            raise _error(f"{failure} — and the previous configuration did not come back: {again}", tail) from exc
+        raise _error(f"{failure}. The previous configuration was restored and Orthanc runs it again.", tail) from exc
+    return outcome
 
 
-def reload(url, auth, service):
-    """Make Orthanc re-read its configuration: /tools/reset if it runs, else start it."""
-    try:
-        OrthancClient(url, *auth, timeout=10).post_json("/tools/reset")
-        return
-    except OrthancAuthFailed as exc:
-        raise PushError(f"Orthanc refused the portal's credentials for /tools/reset: {exc}") from exc
-    except OrthancHTTPError as exc:
-        raise PushError(f"Orthanc refused /tools/reset: {exc}") from exc
-    except OrthancError:
-        pass  # not running: start it below
-    if service is None:
-        return  # nobody here can start it: wait for whoever runs it (e.g. a container waiting for its files)
-    try:
-        service.start(wait=0)
-    except ServiceError as exc:
-        raise PushError(f"Orthanc did not start: {exc}") from exc
+def _error(message, tail):
+    error = PushError(message)
+    error.log_tail = tail
+    return error
 
 
-def wait_for_config(url, auth, probe, service, timeout):
-    """Poll until Orthanc answers with the configuration whose Lua filter knows ``probe``."""
-    client = OrthancClient(url, *auth, timeout=2)
-    deadline = time.monotonic() + timeout
-    last = "no answer"
-    time.sleep(0.2)  # /tools/reset answers before Orthanc goes down to re-read its files
-    while time.monotonic() < deadline:
-        if service is not None and hasattr(service, "pid") and not service.is_running():
-            raise PushError("Orthanc exited while loading the new configuration")
-        try:
-            client.request("GET", "/system", headers={"X-Portal-Probe": probe})
-            return
-        except OrthancAuthFailed as exc:
-            last = str(exc)  # 403: still the old filter; 401: old credentials
-        except OrthancError as exc:
-            last = str(exc)
-        time.sleep(0.1)
-    raise PushError(f"Orthanc did not answer with the new configuration within {timeout:.0f} s ({last})")
+def move_aside(folder: Path, names, number) -> Path:
+    """Out of Orthanc's sight (it reads only the folder's own *.json), kept for a rollback by hand."""
+    target = folder / f"before-portal-{number}"
+    target.mkdir(mode=0o700, exist_ok=True)
+    for name in names:
+        os.replace(folder / name, target / name)
+    fsync_dir(target)
+    fsync_dir(folder)
+    return target
 
 
-def recover(old_url, old_auth, new_auth, old_probe, service):
-    """After restoring the previous files: make Orthanc run them, whatever state it is in."""
-    for auth in (new_auth, old_auth):
-        try:
-            OrthancClient(old_url, *auth, timeout=5).post_json("/tools/reset")
-            break
-        except OrthancError:
-            continue
-    else:
-        if service is None:
-            raise PushError("Orthanc is down and this deployment has no service control to start it")
-        try:
-            if not service.is_running():
-                service.start(wait=0)
-        except ServiceError as exc:
-            raise PushError(str(exc)) from exc
-    wait_for_config(old_url, old_auth, old_probe, service, settings.PUSH_VERIFY_TIMEOUT)
+def move_back(folder: Path, target: Path, names):
+    for name in names:
+        os.replace(target / name, folder / name)
+    fsync_dir(folder)
+    target.rmdir()

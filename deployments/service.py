@@ -16,7 +16,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from .orthanc import OrthancClient, OrthancError
+from .orthanc import OrthancAuthFailed, OrthancClient, OrthancError
 
 
 class ServiceError(Exception):
@@ -125,12 +125,32 @@ class LocalService:
             return False
         return state != "Z"
 
+    def restart(self):
+        """Stop and start again without waiting: the caller waits for the configuration it wants."""
+        self.stop()
+        self.start(wait=0)
+
     def log_tail(self, lines=20):
         try:
             text = self.log_file.read_text(errors="replace")
         except FileNotFoundError:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:])
+
+    def log_mark(self):
+        """Where the log ends now: ``log_since`` reads what was written after it."""
+        try:
+            return self.log_file.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def log_since(self, mark):
+        try:
+            with open(self.log_file, "rb") as log:
+                log.seek(mark or 0)
+                return log.read(1_000_000).decode(errors="replace")
+        except FileNotFoundError:
+            return ""
 
 
 class CommandService:
@@ -173,6 +193,8 @@ class CommandService:
         try:
             OrthancClient(self.url, *self.auth, timeout=2).system()
             return True
+        except OrthancAuthFailed:
+            return True  # it answers, only not to the portal's account (yet)
         except OrthancError:
             return False
 
@@ -192,6 +214,10 @@ class CommandService:
             time.sleep(0.2)
         raise ServiceError(f"Orthanc did not answer within {timeout:.0f} s after start")
 
+    def restart(self):
+        self.stop()
+        self.start(wait=0)
+
     def log_tail(self, lines=20):
         if not self.log_argv:
             return ""
@@ -199,6 +225,12 @@ class CommandService:
             return self._run(self.log_argv, timeout=10)
         except ServiceError as exc:
             return str(exc)
+
+    def log_mark(self):
+        return None  # journalctl and docker logs give the last lines only
+
+    def log_since(self, mark):
+        return self.log_tail()
 
 
 def service_for(deployment):

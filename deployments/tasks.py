@@ -4,6 +4,7 @@ from celery import shared_task
 
 from portal.jobs import job_task
 
+from .adoption import logins_forget_expired
 from .models import Deployment
 from .push import deployment_push, fingerprint, revision_create
 from .render import render_for
@@ -56,3 +57,9 @@ security_audit_run_task = job_task("deployments.security_audit_run")(security_au
 def security_audit_all_task():
     """The live audit of every deployment, on schedule: each runs on its own worker."""
     return security_audit_request_all()
+
+
+@shared_task(name="deployments.forget_push_logins")
+def forget_push_logins_task():
+    """Admin accounts typed for a first push that no push took in time are deleted."""
+    return logins_forget_expired()

@@ -28,6 +28,7 @@ urlpatterns = [
     path("<slug:slug>/orthanc-users/<int:pk>/delete/", users.user_delete, name="user_delete"),
     path("<slug:slug>/service-account/rotate/", users.service_rotate, name="service_rotate"),
     path("<slug:slug>/import/", import_views.deployment_import, name="import"),
+    path("<slug:slug>/adopt/", import_views.deployment_adoption, name="adoption"),
     path("<slug:slug>/security/", security_views.deployment_security, name="security"),
     path("<slug:slug>/security/audit/", security_views.security_audit_start, name="security_audit"),
 ]

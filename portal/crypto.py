@@ -16,10 +16,13 @@ def encrypt(plain: str) -> str:
     return _fernet().encrypt(plain.encode()).decode()
 
 
-def decrypt(token: str) -> str:
+def decrypt(token: str, ttl: int | None = None) -> str:
+    """``ttl``: refuse a token older than this many seconds (Fernet tokens carry their time)."""
     try:
-        return _fernet().decrypt(token.encode()).decode()
+        return _fernet().decrypt(token.encode(), ttl=ttl).decode()
     except InvalidToken as exc:
+        if ttl is not None:
+            raise ValueError("the secret has expired, or FIELD_ENCRYPTION_KEY changed since it was saved") from exc
         raise ValueError(
             "cannot decrypt a secret: FIELD_ENCRYPTION_KEY differs from the one it was saved with"
         ) from exc

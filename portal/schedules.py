@@ -9,6 +9,7 @@ PERIODIC = {
     "Re-send queued jobs that never ran": ("portal.jobs_reconcile", 60, {}),
     "Check every Orthanc": ("deployments.check_all", 60, {}),
     "Remove expired Orthanc accounts": ("deployments.expire_users", 3600, {}),
+    "Forget Orthanc logins typed for a first push that never ran": ("deployments.forget_push_logins", 60, {}),
     "Sync every worklist folder": ("worklists.sync_all", 60, {}),
     "Close worklist entries from Orthanc's changes": ("worklists.completion_all", 30, {}),
     # Tries logins against each Orthanc: daily, and on demand from the security page.

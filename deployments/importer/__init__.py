@@ -13,8 +13,10 @@ A key missing from the files gets Orthanc's own default (that of the release the
 see ``deployments.versions``), so adopting a server does not change how it behaves; the report says which defaults were filled in and what the security audit will flag.
 """
 
+from pathlib import Path
+
 from .apply import ImportResult, apply_import
-from .parse import ConfigImportError, decode, merge, parse_text, read_path, strip_comments
+from .parse import ConfigImportError, decode, lua_scripts, merge, parse_text, read_path, strip_comments
 from .plan import ImportPlan, Line, plan_import
 
 __all__ = [
@@ -34,17 +36,33 @@ __all__ = [
 ]
 
 
-def import_texts(deployment, texts: dict[str, str], who=None, source=None, label="", version=None) -> ImportResult:
+def import_texts(
+    deployment, texts: dict[str, str], who=None, source=None, label="", version=None, base=None
+) -> ImportResult:
     """Parse, plan and apply. Raises ConfigImportError (one line) and writes nothing on bad input.
 
-    ``version``: the Orthanc release the files are for; by default the deployment's last seen one.
+    ``texts``: the ``*.json`` files, and the Lua scripts they load (``*.lua``, matched by name),
+    from which each user's role is read. ``base``: the configuration folder on this host, where
+    scripts not given are read. ``version``: the Orthanc release the files are for; by default
+    the deployment's last seen one. The import starts an adoption (deployments.adoption) whose
+    review shows the report.
     """
+    from ..adoption import adoption_record
+
+    scripts = {n: t for n, t in texts.items() if n.endswith(".lua")}
+    texts = {n: t for n, t in texts.items() if n not in scripts}
+    if not texts:
+        raise ConfigImportError("no *.json file: the Lua scripts come with the configuration that loads them")
     config, origin, warnings = merge(texts)
-    plan = plan_import(config, deployment, origin, version=version)
+    plan = plan_import(config, deployment, origin, version=version, scripts=lua_scripts(config, base, scripts))
     for warning in warnings:
         plan.add("warning", warning)
-    return apply_import(deployment, plan, who, source=source, label=label or ", ".join(sorted(texts)))
+    label = label or ", ".join(sorted(texts) + sorted(scripts))
+    result = apply_import(deployment, plan, who, source=source, label=label)
+    result.adoption = adoption_record(result.deployment, result, who, source=label)
+    return result
 
 
 def import_path(deployment, path, who=None, source=None, version=None) -> ImportResult:
-    return import_texts(deployment, read_path(path), who, source=source, label=str(path), version=version)
+    base = path if Path(path).is_dir() else Path(path).parent
+    return import_texts(deployment, read_path(path), who, source=source, label=str(path), version=version, base=base)

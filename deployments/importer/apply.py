@@ -19,10 +19,15 @@ from .plan import OPTIONAL, SETTINGS, ImportPlan, Line
 class ImportResult:
     deployment: Deployment
     lines: list
+    adoption: object = None  # the Adoption this import started
 
     @property
     def critical(self):
         return [line for line in self.lines if line.level == "critical"]
+
+    @property
+    def to_decide(self):
+        return [line for line in self.lines if line.level == "decide"]
 
 
 def apply_import(deployment, plan: ImportPlan, who=None, source=None, label="") -> ImportResult:
@@ -52,7 +57,7 @@ def apply_import(deployment, plan: ImportPlan, who=None, source=None, label="") 
             + _apply_modalities(deployment, plan, who, source)
         )
     lines += _foreign_files(deployment)
-    lines.append(Line("note", "nothing was pushed: check the preview, then push the configuration"))
+    lines.append(Line("note", "nothing was pushed: review the users and settings, then make the first push"))
     return ImportResult(deployment, lines)
 
 
@@ -65,9 +70,10 @@ def _foreign_files(deployment):
         return []  # the folder lives on the Orthanc host
     return [
         Line(
-            "warning",
-            f"{name} in {folder} is not written by the portal: if it holds keys you imported, move it out "
-            "before the first push (Orthanc refuses a key defined twice)",
+            "note",
+            f"{name} in {folder} is not written by the portal: if the portal's files now hold all its keys, "
+            f"the first push moves it into {folder}/before-portal-N/ (and back if the push fails); if only "
+            "some, the push stops and says so (Orthanc refuses a key defined twice)",
         )
         for name in names
     ]
@@ -85,10 +91,18 @@ def _first_error(exc):
 def _apply_users(deployment, plan, who, source):
     lines = []
     existing = {u.username: u for u in deployment.orthanc_users.all()}
-    for username, password in plan.users.items():
+    for username, row in plan.users.items():
+        password = row["password"]
         user = existing.pop(username, None)
         if user is None:
-            user = OrthancUser(deployment=deployment, username=username, password=password, role=OrthancUser.Role.ADMIN)
+            # The role the old request filter gave, never more (importer/luafilter.py).
+            user = OrthancUser(
+                deployment=deployment,
+                username=username,
+                password=password,
+                role=row["role"],
+                is_active=row["is_active"],
+            )
             user.save()
             audit.record(who, AuditEntry.Action.CREATE, user, None, audit.snapshot(user), source=source)
         elif user.password != password:

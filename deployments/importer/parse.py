@@ -135,3 +135,25 @@ def merge(texts: dict[str, str]) -> tuple[dict, dict[str, str], list[str]]:
                 )
             config[key], origin[key] = value, name
     return config, origin, warnings
+
+
+def lua_scripts(config: dict, base=None, uploaded=None) -> dict[str, str | None]:
+    """Each ``LuaScripts`` entry → its text: an uploaded file of the same name, else the file
+    itself when this host sees it (a relative entry is read from ``base``, the configuration
+    folder, as Orthanc reads it); None when neither is at hand."""
+    entries = config.get("LuaScripts", [])
+    uploaded = uploaded or {}
+    scripts = {}
+    for entry in entries if isinstance(entries, list) else ():
+        if not isinstance(entry, str):
+            continue  # the plan refuses it with its key and type
+        name = entry.replace("\\", "/").rsplit("/", 1)[-1]
+        if name in uploaded:
+            scripts[entry] = uploaded[name]
+            continue
+        path = Path(entry) if entry.startswith("/") or base is None else Path(base) / entry
+        try:
+            scripts[entry] = decode(path.read_bytes(), path.name) if path.is_file() else None
+        except (OSError, ConfigImportError, ValueError):
+            scripts[entry] = None
+    return scripts

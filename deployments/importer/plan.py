@@ -13,6 +13,7 @@ from ..models import Deployment, Modality, OrthancUser
 from ..render import PLUGINS
 from ..security import is_weak_password
 from ..versions import DEFAULT_SINCE, OLDEST_SUPPORTED, VALUE_SINCE, OrthancVersion, label
+from .luafilter import read_filter
 from .parse import ConfigImportError
 
 # Orthanc key → (model field, JSON type, Orthanc's default when the key is absent). A key of
@@ -71,7 +72,7 @@ PG_KEYS = {"EnableIndex", "EnableStorage", "Host", "Port", "Database", "Username
 
 @dataclass
 class Line:
-    level: str  # imported, default, kept, replaced, warning, critical, note
+    level: str  # imported, default, kept, replaced, decide, warning, critical, note
     text: str
 
     def __str__(self):
@@ -82,7 +83,7 @@ class Line:
 class ImportPlan:
     settings: dict = field(default_factory=dict)  # model field → value
     extra: dict = field(default_factory=dict)
-    users: dict = field(default_factory=dict)  # username → password
+    users: dict = field(default_factory=dict)  # username → {password, role, is_active}
     modalities: list = field(default_factory=list)  # dicts of Modality fields
     lines: list = field(default_factory=list)
 
@@ -138,11 +139,12 @@ def loaded_plugins(entries) -> tuple[set[str], list[str]]:
     return names, notes
 
 
-def plan_import(config: dict, deployment, origin=None, version=None) -> ImportPlan:
+def plan_import(config: dict, deployment, origin=None, version=None, scripts=None) -> ImportPlan:
     """The pure mapping from a merged configuration to what the deployment will hold.
 
     ``version`` is the Orthanc release the configuration is for (its text, as in /system);
-    by default the one the portal last saw on the deployment.
+    by default the one the portal last saw on the deployment. ``scripts`` maps LuaScripts entries
+    to their text (missing or None: not readable here), from which the users' roles are read.
     """
     plan = ImportPlan()
     origin = origin or {}
@@ -184,7 +186,7 @@ def plan_import(config: dict, deployment, origin=None, version=None) -> ImportPl
     _worklists(config, plan, plugins, deployment)
     _dicomweb(config, plan, plugins)
     _postgresql(config, plan, plugins)
-    _users(config, plan, deployment)
+    _users(config, plan, deployment, _request_filter(config, plan, scripts))
     _modalities(config, plan)
     _portal_owned(config, plan, plugins)
     rest = sorted(config.keys() - SETTINGS.keys() - OPTIONAL.keys() - PORTAL_OWNED - SECTIONS - HANDLED)
@@ -369,7 +371,24 @@ def _postgresql(config, plan, plugins):
         plan.add("warning", f"PostgreSQL: {', '.join(dropped)} not modelled by the portal, not written back")
 
 
-def _users(config, plan, deployment):
+def _request_filter(config, plan, scripts):
+    """How the old configuration's Lua filter decided, from the scripts it loaded."""
+    entries = [_typed("LuaScripts", e, str) for e in _typed("LuaScripts", config.get("LuaScripts", []), list)]
+    reading = read_filter({entry: (scripts or {}).get(entry) for entry in entries})
+    if reading.kind == "unknown":
+        plan.add(
+            "warning",
+            f"request filter not read with confidence ({reading.note}): its users are imported with the least-"
+            "privileged role and without access, for you to decide",
+        )
+    elif reading.kind == "none":
+        plan.add("note", f"request filter: {reading.note}, so every user could do everything")
+    else:
+        plan.add("imported", f"request filter: {reading.note}; each user's role is read from it")
+    return reading
+
+
+def _users(config, plan, deployment, reading):
     users = _typed("RegisteredUsers", config.get("RegisteredUsers", {}), dict)
     for username, password in users.items():
         _check_field(OrthancUser, "username", username, f"RegisteredUsers: user {json.dumps(username)}")
@@ -380,8 +399,13 @@ def _users(config, plan, deployment):
         if username == deployment.service_username:
             plan.add("replaced", f"user {username} is the portal's own account name: the portal manages its password")
             continue
-        plan.users[username] = password
-        plan.add("imported", f"user {username} (role admin: every imported user is an admin until you change it)")
+        inferred = reading.role_for(username)
+        plan.users[username] = {"password": password, "role": inferred.role, "is_active": inferred.is_active}
+        access = "" if inferred.is_active else ", without access"
+        plan.add(
+            "decide" if inferred.decide else "imported",
+            f"user {username}: role {inferred.role}{access} ({inferred.reason})",
+        )
         if is_weak_password(username, password):
             plan.add("critical", f"user {username} has a default or weak password: rotate it before remote access")
 

@@ -229,10 +229,12 @@ def settings_findings(d, users=(), modalities=()) -> list[Finding]:
         )
     for user in users:
         if user.is_effective() and is_weak_password(user.username, user.password):
+            # Critical as in the import report and the live check: one fact, one severity, so that
+            # an offline audit (--no-live, or Orthanc unreachable) fails a cron job too.
             f.append(
                 Finding(
                     f"weak-password-{user.username}",
-                    "high",
+                    "critical",
                     f"Orthanc user {user.username} has a default or weak password.",
                     "Default passwords are the first ones an attacker tries; rotate it (the portal generates one).",
                     page=("deployments:user_edit", [d.slug, user.pk]) if user.pk else None,

@@ -12,6 +12,7 @@ from ..models import ConfigRevision, Deployment
 from ..panels import panels_for
 from ..push import revision_create
 from ..status import recorded_status
+from ..unapplied import unapplied
 
 
 @require_perm("deployments.view_deployment")
@@ -67,7 +68,12 @@ def deployment_edit(request, slug):
         revision = revision_create(deployment, request.user, reason="settings saved")
         messages.success(request, f"Saved. Revision {revision.number} is being pushed to Orthanc.")
         return redirect(deployment)
-    return render(request, "deployments/form.html", {"form": form, "deployment": deployment})
+    marks = unapplied(deployment)
+    return render(
+        request,
+        "deployments/form.html",
+        {"form": form, "deployment": deployment, "unapplied": marks, "unapplied_none": marks is None},
+    )
 
 
 @require_POST

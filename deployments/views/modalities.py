@@ -14,6 +14,7 @@ from ..forms import ModalityForm
 from ..models import Deployment, Modality
 from ..orthanc import OrthancClient, OrthancError
 from ..push import revision_create
+from ..unapplied import unapplied
 
 
 @require_perm("deployments.view_deployment")
@@ -25,6 +26,7 @@ def modality_index(request):
         services = charsets.services(d.default_encoding, stations)
         for station, service in zip([m for m in stations if m.allow_find_worklist], services, strict=True):
             station.worklist_service = service
+        d.unapplied = unapplied(d)  # what Orthanc does not run yet, beside each row
     return render(request, "deployments/modalities.html", {"deployments": deployments})
 
 
@@ -38,8 +40,17 @@ def modality_edit(request, slug, pk=None):
         revision_create(deployment, request.user, reason=f"modality {saved.name} saved")
         messages.success(request, f"Saved {saved.name}; the change is being pushed to Orthanc.")
         return redirect("deployments:modalities")
+    marks = unapplied(deployment)
+    rows = marks.modalities if marks is not None and modality is not None else {}
     return render(
-        request, "deployments/modality_form.html", {"form": form, "deployment": deployment, "modality": modality}
+        request,
+        "deployments/modality_form.html",
+        {
+            "form": form,
+            "deployment": deployment,
+            "modality": modality,
+            "unapplied": rows.get(modality.name) if modality else None,
+        },
     )
 
 

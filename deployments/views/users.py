@@ -14,11 +14,14 @@ from portal.roles import require_perm
 from ..forms import OrthancUserForm
 from ..models import Deployment, OrthancUser
 from ..push import revision_create
+from ..unapplied import unapplied
 
 
 @require_perm("deployments.view_deployment")
 def user_index(request):
-    deployments = Deployment.objects.prefetch_related("orthanc_users")
+    deployments = list(Deployment.objects.prefetch_related("orthanc_users"))
+    for d in deployments:
+        d.unapplied = unapplied(d)  # what Orthanc does not run yet, beside each row
     return render(request, "deployments/users.html", {"deployments": deployments})
 
 
@@ -36,7 +39,18 @@ def user_edit(request, slug, pk=None):
             return _show_once(request, deployment, saved, form.generated_password)
         messages.success(request, f"Saved {saved.username}; the change is being pushed to Orthanc.")
         return redirect("deployments:orthanc_users")
-    return render(request, "deployments/user_form.html", {"form": form, "deployment": deployment, "user_obj": user})
+    marks = unapplied(deployment)
+    rows = marks.users if marks is not None and user is not None else {}
+    return render(
+        request,
+        "deployments/user_form.html",
+        {
+            "form": form,
+            "deployment": deployment,
+            "user_obj": user,
+            "unapplied": rows.get(user.username) if user else None,
+        },
+    )
 
 
 @require_POST

@@ -21,6 +21,15 @@ def bs(field):
 
 
 @register.filter
+def item(mapping, key):
+    """``mapping[key]`` in a template, or None (also when there is no mapping)."""
+    try:
+        return mapping.get(key)
+    except AttributeError:
+        return None
+
+
+@register.filter
 def is_checkbox(field):
     return isinstance(field.field.widget, CheckboxInput)
 

@@ -85,6 +85,7 @@ TABLE = {
     "deployments:user_delete": action(),
     "deployments:service_rotate": action(),
     "deployments:import": upload("config"),
+    "deployments:adoption": form(),
     "deployments:security": page(),
     "deployments:security_audit": action(),
     # backups

@@ -4,6 +4,7 @@ from . import G, P
 # only Admins may start the live audit.
 MATRIX = {
     "deployments:import": G(kwargs={"slug": "deployment.slug"}),
+    "deployments:adoption": G(kwargs={"slug": "deployment.slug"}),
     "deployments:security": G(viewer=200, kwargs={"slug": "deployment.slug"}),
     "deployments:security_audit": P(kwargs={"slug": "deployment.slug"}),
 }

@@ -323,3 +323,23 @@ def test_a_script_orthanc_runs_that_others_may_change_is_critical(orthanc_factor
     assert findings["portal_worklists-file-writable"].severity == "critical"
     assert "0666" in findings["portal_worklists-file-writable"].what
     assert "0664" in findings["access-file-writable"].what
+
+
+@pytest.mark.parametrize("offline", ["--no-live", "unreachable"])
+def test_a_known_default_password_is_critical_offline_too_and_fails_the_cron_audit(transactional_db, tmp_path, offline):
+    from tests.conftest import free_port
+
+    deployment = Deployment.objects.create(
+        name="Offline",
+        slug="offline",
+        orthanc_url=f"http://127.0.0.1:{free_port()}",  # nothing answers there
+        service_password=strong(),
+        config_dir=str(tmp_path),
+    )
+    OrthancUser.objects.create(deployment=deployment, username="admin", password="admin", role="admin")
+
+    result = run_command(deployment.slug, *(["--no-live"] if offline == "--no-live" else []))
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "CRITICAL weak-password-admin: Orthanc user admin has a default or weak password" in result.stdout
+    assert "admin/admin" not in result.stdout and ": admin —" not in result.stdout

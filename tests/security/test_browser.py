@@ -1,4 +1,4 @@
-"""In a real Chromium: an Admin uploads /etc/orthanc's files, reads the report, then the audit."""
+"""In a real Chromium: an Admin uploads /etc/orthanc's files, reviews the report, then the audit."""
 
 import pytest
 
@@ -22,7 +22,8 @@ def test_an_admin_uploads_a_configuration_folder_and_follows_a_fix_link(
     page.check("#id_confirm")
     page.click("#import-form button[type=submit]")
 
-    page.wait_for_selector("#import-report")
+    page.wait_for_selector("#adoption-steps[data-step=review]")
+    page.click("text=Everything the import read")
     assert "serve-folders.json" in page.inner_text("#import-report")
     page.click("text=Security audit")
     row = page.locator('tr.finding[data-id="webdav-enabled"]')  # Debian's default turns WebDAV on

@@ -189,17 +189,17 @@ def test_unmodelled_keys_inside_plugin_sections_are_written_back(db, debian_fold
     assert_equivalent(original, rendered_config(deployment))
 
 
-def test_importing_the_folder_a_deployment_uses_names_the_files_to_move_before_the_first_push(db, debian_folder):
+def test_importing_the_folder_a_deployment_uses_names_the_files_the_first_push_moves_aside(db, debian_folder):
     deployment = make_deployment(config_dir=str(debian_folder))
     lines = [str(line) for line in import_path(deployment, debian_folder).lines]
-    moved = [line for line in lines if "move it out before the first push" in line]
+    moved = [line for line in lines if "the first push moves it into" in line]
     assert [line.split(" in ")[0] for line in moved] == [
-        "warning: dicomweb.json",
-        "warning: python.json",
-        "warning: serve-folders.json",
-        "warning: worklists.json",
+        "note: dicomweb.json",
+        "note: python.json",
+        "note: serve-folders.json",
+        "note: worklists.json",
     ]
-    assert lines[-1] == "note: nothing was pushed: check the preview, then push the configuration"
+    assert lines[-1] == "note: nothing was pushed: review the users and settings, then make the first push"
 
 
 def test_import_then_reimport_changes_nothing_more(db, debian_folder):

@@ -1,10 +1,10 @@
 """manage.py push_config <slug>: render, push and verify a deployment's configuration now."""
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
 
-from deployments.models import ConfigRevision, Deployment
-from deployments.push import PushError, deployment_push, revision_create
+from deployments.models import Deployment
+
+from ._first_push import add_login_arguments, push_now, read_login
 
 
 class Command(BaseCommand):
@@ -12,18 +12,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("slug", help="the deployment's short name")
+        add_login_arguments(parser)
 
     def handle(self, *args, slug, **options):
         deployment = Deployment.objects.filter(slug=slug).first()
         if deployment is None:
             raise CommandError(f"no deployment with slug {slug!r}")
-        try:
-            with transaction.atomic():
-                revision = revision_create(deployment, reason="push_config command")
-            message = deployment_push(deployment.pk)
-        except PushError as exc:
-            raise CommandError(f"push failed: {exc}") from exc
-        revision.refresh_from_db()
-        if revision.state == ConfigRevision.State.SUPERSEDED:
-            message += f" (revision {revision.number} was superseded by a newer save)"
-        self.stdout.write(message)
+        login = read_login(options)
+        self.stdout.write(push_now(deployment, "push_config command", login))
