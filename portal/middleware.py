@@ -81,3 +81,21 @@ class FormBodyMiddleware:
                 return f"The form data is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE // 1024} KiB."
             return f"The form data cannot be read: {exc}"
         return ""
+
+
+class QueryStringMiddleware:
+    """Answers 400 naming the parameter when a query string carries a NUL. No name, ID or slug
+    holds one, and PostgreSQL refuses it in any text: every filter that passed it on answered 500.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        for name, values in request.GET.lists():
+            if "\x00" in name or any("\x00" in value for value in values):
+                return HttpResponseBadRequest(
+                    f"Query parameter {name!r} contains a NUL character (U+0000), which no search can hold.",
+                    content_type="text/plain; charset=utf-8",
+                )
+        return self.get_response(request)

@@ -106,6 +106,8 @@ MIDDLEWARE = [
     "portal.middleware.NoStoreMiddleware",
     # Before anything reads request.POST (CSRF, axes): an unreadable form body is a 400, not a 500.
     "portal.middleware.FormBodyMiddleware",
+    # A NUL in a query parameter is a 400 naming it, not a 500 from the database's filter.
+    "portal.middleware.QueryStringMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
