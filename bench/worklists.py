@@ -1,5 +1,7 @@
-"""Benchmark of the worklists: folder sync, C-FIND latency through findscu, save-to-visible,
-and the front desk's list page with a million entries in the database.
+"""Benchmark of the worklists: folder sync, C-FIND latency through findscu, save-to-visible, how
+soon an entry leaves the machine's list once its first image arrives, a mixed fleet's character
+sets (one shared encoding against a second listener), and the front desk's list page with a
+million entries in the database.
 
 A real Orthanc (Debian package) with the worklists plugin, findscu (dcmtk) as the machines,
 Redis and a Celery worker on the deployment's queue for save-to-visible.
@@ -7,6 +9,7 @@ Run: .venv/bin/python bench/worklists.py   (BENCH_LIST_ENTRIES=100000 for a quic
 """
 
 import datetime
+import logging
 import os
 import secrets
 import subprocess
@@ -19,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import free_port, percentile, setup_django, start_redis, start_worker, summary  # noqa: E402
 
 LIST_ENTRIES = int(os.environ.get("BENCH_LIST_ENTRIES", 1_000_000))
-# BENCH_PARTS=sync,cfind,visible,list (the default: all) runs only some parts.
+# BENCH_PARTS=sync,cfind,visible,close,charsets,list (the default: all) runs only some parts.
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", 30))
 
 
@@ -288,6 +291,231 @@ def bench_save_to_visible(deployment, today, var):
     summary("save to visible by C-FIND, through Redis and a Celery worker (goal p95 < 2 s)", times)
 
 
+def c_store(deployment, dicom_bytes, calling="US1"):
+    """The machine's C-STORE of one instance (pynetdicom), as the first image of a study."""
+    from io import BytesIO
+
+    import pydicom
+    from pynetdicom import AE
+
+    ae = AE(ae_title=calling)
+    ae.add_requested_context("1.2.840.10008.5.1.4.1.1.6.1", pydicom.uid.ExplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", deployment.dicom_port, ae_title=deployment.dicom_aet)
+    if not assoc.is_established:
+        raise SystemExit("Orthanc refused the C-STORE association")
+    try:
+        status = assoc.send_c_store(pydicom.dcmread(BytesIO(dicom_bytes)))
+    finally:
+        assoc.release()
+    if status.Status != 0x0000:
+        raise SystemExit(f"C-STORE failed: 0x{status.Status:04X}")
+
+
+def _first_image(entry):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.dicomfiles import make_instance
+
+    return make_instance(patient_id=entry.patient.patient_id, study_uid=entry.study_instance_uid)
+
+
+def bench_prompt_close(deployment, today):
+    """First C-STORE of a study → its entry absent from the machine's C-FIND, with Orthanc's
+    default StableAge (60 s); beside it, the old path: the entry closed through the stable study."""
+    from worklists.completion import worklist_completion
+    from worklists.models import WorklistEntry
+    from worklists.sync import worklist_sync
+
+    stable_age = deployment.extra_config.get("StableAge", "Orthanc's default, 60 s")
+    make_entries(deployment, ROUNDS + 6, lambda i: today, prefix="PC")
+    worklist_sync(deployment.pk)
+    entries = list(WorklistEntry.objects.filter(deployment=deployment, accession_number__startswith="PC"))
+    latencies(deployment, 3, date=today.strftime("%Y%m%d"))  # warm-up
+    times = []
+    for entry in entries[:ROUNDS]:
+        image = _first_image(entry)
+        started = time.perf_counter()
+        c_store(deployment, image)
+        while findscu(deployment, accession=entry.accession_number)[1]:
+            if time.perf_counter() - started > 120:
+                raise SystemExit("an entry stayed in the list for 120 s after its first image")
+        times.append(time.perf_counter() - started)
+    summary(f"first C-STORE → entry absent from C-FIND, StableAge {stable_age} (goal p95 < 5 s)", times)
+
+    # The old path, for reference: the entry was taken out once Orthanc declared the study stable
+    # and the completion poll (every 30 s from beat; every second here) closed it.
+    old = {}
+    for entry in entries[ROUNDS:]:
+        c_store(deployment, _first_image(entry))
+        old[entry.pk] = time.perf_counter()
+    done = {}
+    while len(done) < len(old):
+        worklist_completion(deployment.pk)
+        completed = WorklistEntry.objects.filter(pk__in=list(old), status="COMPLETED").values_list("pk", flat=True)
+        for pk in completed:
+            done.setdefault(pk, time.perf_counter() - old[pk])
+        if time.perf_counter() - min(old.values()) > 300:
+            raise SystemExit("the studies did not become stable within 300 s")
+        time.sleep(1)
+    summary(
+        "(reference, the old path) first C-STORE → entry COMPLETED through the stable study, polled every second",
+        list(done.values()),
+    )
+    WorklistEntry.objects.filter(deployment=deployment, accession_number__startswith="PC").update(status="COMPLETED")
+    worklist_sync(deployment.pk)
+
+
+def _rss_mb(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _received(deployment, aet, codec, port=None):
+    """{accession: PatientName as the machine reads its bytes} through findscu -X."""
+    import tempfile
+
+    import pydicom
+
+    with tempfile.TemporaryDirectory() as out:
+        subprocess.run(
+            ["findscu", "-W", "-X", "-od", out, "-aet", aet, "-aec", deployment.dicom_aet, "127.0.0.1"]
+            + [str(port or deployment.dicom_port), "-k", "PatientName", "-k", "AccessionNumber"]
+            + ["-k", f"ScheduledProcedureStepSequence[0].ScheduledStationAETitle={aet}"],
+            check=True,
+            capture_output=True,
+        )
+        answers = [pydicom.dcmread(p) for p in Path(out).iterdir()]
+    names = {}
+    for a in answers:
+        raw = a.get_item(0x00100010).value.rstrip(b" ")
+        label = {"ISO_IR 100": "latin-1", "ISO_IR 192": "utf-8"}.get(a.get("SpecificCharacterSet", ""), "ascii")
+        names[a.AccessionNumber] = raw.decode(codec or label, errors="replace")
+    return names
+
+
+def bench_charsets(deployment, today, var):
+    """A mixed fleet (a UTF-8 and a Latin-1 station), measured both ways against real machines:
+    one shared encoding with every name checked at entry, or a second worklist listener (a second
+    Orthanc with DefaultEncoding Latin1 on the same folder) for the Latin-1 station."""
+    from deployments.demo import local_deployment, make_folders, write_config
+    from deployments.models import Modality
+    from deployments.service import LocalService
+    from worklists.models import Patient, WorklistEntry
+    from worklists.scheduling import station_letters, station_problems
+    from worklists.sync import worklist_sync
+
+    names = ["Müller^Zoë", "García^José", "Øster^Åse", "Łukasiewicz^Jan", "Dvořák^Jiří", "Nguyễn^Văn"]
+    us1 = deployment.modalities.get(aet="US1")  # UTF-8
+    us2 = deployment.modalities.get(aet="US2")
+    us2.charset = Modality.Charset.LATIN1
+    us2.save()
+
+    def schedule(letters, prefix):
+        accepted = {}
+        for n, name in enumerate(names):
+            family, given = name.split("^")
+            for station in (us1, us2):
+                if station_problems(station, {"family_name": family, "given_name": given}, letters):
+                    continue
+                patient = Patient.objects.create(
+                    deployment=deployment, patient_id=f"{prefix}{n}{station.aet}", family_name=family, given_name=given
+                )
+                entry = WorklistEntry.objects.create(
+                    deployment=deployment,
+                    patient=patient,
+                    accession_number=f"{prefix}{n}{station.aet}",
+                    study_instance_uid=f"1.2.826.0.1.3680043.8.498.77.{ord(prefix[0])}.{n}.{station.pk}",
+                    scheduled_date=today,
+                    scheduled_time=datetime.time(8, n),
+                    station_aet=station.aet,
+                )
+                accepted[entry.accession_number] = (station.aet, name)
+        worklist_sync(deployment.pk)
+        return accepted
+
+    def report(layout, accepted, ports):
+        for station, codec in ((us1, None), (us2, "latin-1")):
+            got = _received(deployment, station.aet, codec, ports[station.aet])
+            mine = {acc: name for acc, (aet, name) in accepted.items() if aet == station.aet}
+            right = sum(1 for acc, name in mine.items() if got.get(acc) == name)
+            refused = len(names) - len(mine)
+            print(
+                f"{layout}: {station.aet} ({station.get_charset_display().split(' (')[0]}): {right} of {len(names)} "
+                f"names arrive as typed, {len(mine) - right} garbled, {refused} refused at entry",
+                flush=True,
+            )
+
+    # 1. One Orthanc, one shared encoding chosen from the stations (automatic: Latin-1 here).
+    deployment.refresh_from_db()
+    write_config(deployment)
+    service = LocalService.for_deployment(deployment)
+    service.stop()
+    service.start()
+    print(f"(shared encoding: Orthanc sends {deployment.worklist_encoding()})", flush=True)
+    port = deployment.dicom_port
+    accepted = schedule(station_letters(deployment), "CS")
+    report("shared encoding", accepted, {"US1": port, "US2": port})
+    shared = latencies(deployment, ROUNDS, calling="US2", date=today.strftime("%Y%m%d"))
+    summary("shared encoding: C-FIND as the Latin-1 station", shared)
+    print(f"shared encoding: Orthanc processes 1, resident memory {_rss_mb(service.pid()):.0f} MB", flush=True)
+    WorklistEntry.objects.filter(accession_number__startswith="CS").update(status="COMPLETED")
+
+    # 2. Main Orthanc in UTF-8 for US1, a second Orthanc in Latin-1 on the same folder for US2.
+    deployment.default_encoding = "Utf8"
+    deployment.save(update_fields=["default_encoding"])
+    write_config(deployment)
+    service.stop()
+    service.start()
+    second = local_deployment(
+        var / "latin1-listener", name="Latin-1 listener", slug="latin1", dicom_aet=deployment.dicom_aet
+    )
+    second.worklists_dir = deployment.worklist_folder
+    second.default_encoding = "Latin1"
+    second.save()
+    Modality.objects.create(
+        deployment=second, name="us2", aet="US2", host="127.0.0.1", port=us2.port, charset=us2.charset
+    )
+    make_folders(second)
+    write_config(second)
+    listener = LocalService.for_deployment(second)
+    started = time.perf_counter()
+    listener.start()
+    print(f"(second listener started in {time.perf_counter() - started:.1f} s)", flush=True)
+    letters = {"US1": "ISO_IR 192", "US2": "ISO_IR 100"}  # each station's own listener
+    accepted = schedule(letters, "TL")
+    report("second listener", accepted, {"US1": deployment.dicom_port, "US2": second.dicom_port})
+    two = latencies(second, ROUNDS, calling="US2", date=today.strftime("%Y%m%d"))
+    summary("second listener: C-FIND as the Latin-1 station", two)
+    print(
+        f"second listener: Orthanc processes 2, resident memory {_rss_mb(service.pid()):.0f} MB + "
+        f"{_rss_mb(listener.pid()):.0f} MB",
+        flush=True,
+    )
+    # The listener's own index never sees the machine's images: an entry leaves its list only
+    # when the portal removes the file (the completion poll, every 30 s from beat, then a sync).
+    from worklists.completion import worklist_completion
+
+    entry = WorklistEntry.objects.filter(accession_number__startswith="TL", station_aet="US2").first()
+    c_store(deployment, _first_image(entry), calling="US2")
+    time.sleep(2)
+    still = entry.accession_number in _received(second, "US2", "latin-1", second.dicom_port)
+    began = time.perf_counter()
+    worklist_completion(deployment.pk)
+    gone = entry.accession_number not in _received(second, "US2", "latin-1", second.dicom_port)
+    print(
+        f"second listener: 2 s after the first image the entry is {'still' if still else 'no longer'} in the "
+        f"Latin-1 station's list; the portal's poll and sync took it out in {(time.perf_counter() - began) * 1000:.0f} ms"
+        f"{'' if gone else ' (NOT removed)'}, after waiting up to 30 s for that poll",
+        flush=True,
+    )
+    listener.stop()
+    WorklistEntry.objects.filter(accession_number__startswith="TL").update(status="COMPLETED")
+    deployment.default_encoding = "auto"
+    deployment.save(update_fields=["default_encoding"])
+    worklist_sync(deployment.pk)
+
+
 def bench_list_page(deployment, today):
     from django.contrib.auth.models import User
     from django.db import connection
@@ -346,6 +574,7 @@ def bench_list_page(deployment, today):
 
 def main():
     var = setup_django("worklists")
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # its association log is not a figure
     from django.conf import settings
     from django.utils import timezone
 
@@ -359,12 +588,19 @@ def main():
     deployment, service = start_orthanc(var)
     worker = start_worker([deployment.queue], broker, var / "worker.log")
     today = timezone.localdate()
-    parts = {"sync": bench_sync, "cfind": bench_cfind, "visible": bench_save_to_visible, "list": bench_list_page}
+    parts = {
+        "sync": bench_sync,
+        "cfind": bench_cfind,
+        "visible": bench_save_to_visible,
+        "close": bench_prompt_close,
+        "charsets": bench_charsets,
+        "list": bench_list_page,
+    }
     wanted = os.environ.get("BENCH_PARTS", ",".join(parts)).split(",")
     try:
         for name in wanted:
             part = parts[name]
-            part(deployment, today, var) if name == "visible" else part(deployment, today)
+            part(deployment, today, var) if name in ("visible", "charsets") else part(deployment, today)
     finally:
         worker.terminate()
         worker.wait(15)

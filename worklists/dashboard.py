@@ -17,7 +17,7 @@ Status = WorklistEntry.Status
 def summary(deployment) -> str:
     """One line: e.g. "12 scheduled today, 11 in the machines' list, 1 pending"."""
     today = timezone.localdate()
-    active = Q(status__in=WorklistEntry.ACTIVE)
+    active = WorklistEntry.LISTED  # an entry whose images arrived is done with the machine's list
     counts = WorklistEntry.objects.filter(deployment=deployment, scheduled_date=today).aggregate(
         total=Count("id", filter=~Q(status=Status.CANCELLED)),
         in_list=Count("id", filter=active & Q(in_folder=True, revision=F("synced_revision"))),

@@ -3,10 +3,10 @@
 Three parts: ``settings_findings`` is pure (the saved settings, users and modalities),
 ``file_findings`` looks at the modes of the secret files in the configuration folder, and
 ``live_findings`` asks the running Orthanc over HTTP (its version, whether it accepts default
-passwords, whether a non-admin account reaches /tools/execute-script).
+passwords, whether a non-admin account reaches /tools/execute-script). ``worklists`` says which
+worklist stations the deployment serves correctly and which scheduled names would arrive garbled.
 """
 
-from .. import charsets
 from .findings import (
     BADGES,
     DEFAULT_CREDENTIALS,
@@ -18,6 +18,7 @@ from .findings import (
     settings_findings,
 )
 from .live import live_findings, version_findings
+from .worklists import entry_findings, worklist_charset_findings
 
 __all__ = [
     "BADGES",
@@ -38,28 +39,12 @@ __all__ = [
 def audit_deployment(d, live=True, timeout=5.0) -> list[Finding]:
     users = list(d.orthanc_users.all()) if d.pk else []
     modalities = list(d.modalities.all()) if d.pk else []
-    findings = settings_findings(d, users, modalities) + file_findings(d) + entry_findings(d, modalities)
+    findings = settings_findings(d, users, modalities) + file_findings(d)
+    findings += worklist_charset_findings(d, modalities) + entry_findings(d, modalities)
     if live:
         findings += live_findings(d, users, timeout=timeout)
     findings.sort(key=lambda x: SEVERITIES.index(x.severity))
     return [x.link(d.slug) for x in findings]
-
-
-def entry_findings(d, modalities) -> list[Finding]:
-    """Scheduled entries whose letters their station would not receive intact (made before the
-    stations or the setting changed)."""
-    problems = charsets.entry_problems(d, d.default_encoding, modalities)
-    if not problems:
-        return []
-    return [
-        Finding(
-            "worklist-entries-garbled",
-            "medium",
-            "Scheduled entries have letters their station would not receive intact.",
-            " ".join(problems),
-            "default_encoding",
-        )
-    ]
 
 
 def has_critical(findings) -> bool:

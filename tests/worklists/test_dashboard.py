@@ -1,8 +1,10 @@
 """The dashboard line and the deployment page's worklist panel."""
 
+import datetime
 from pathlib import Path
 
 from django.template.loader import render_to_string
+from django.utils import timezone
 
 from tests.worklists.conftest import make_entry
 from worklists.dashboard import deployment_panel_context, summary
@@ -41,3 +43,11 @@ def test_the_panel_warns_about_too_many_files_foreign_files_and_a_station_that_m
     assert 'id="worklist-encoding"' not in html
     assert "Answers leave in Latin-1: this deployment sends Latin-1 because US2 shows only Latin-1." in html
     assert "US1 receives Latin-1 answers: names for it are limited to Latin-1 letters" in html
+
+
+def test_an_entry_whose_images_arrived_counts_neither_in_the_list_nor_pending(wl_deployment):
+    make_entry(wl_deployment)
+    make_entry(wl_deployment, status="IN_PROGRESS", study_arrived_at=timezone.now() - datetime.timedelta(minutes=1))
+    worklist_sync(wl_deployment.pk)
+
+    assert summary(wl_deployment) == "2 scheduled today, 1 in the machines' list, 0 pending"
