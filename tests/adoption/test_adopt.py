@@ -196,12 +196,20 @@ def test_a_clinics_orthanc_run_by_the_service_control_is_adopted_by_a_restart(cl
     orthanc = clinic_orthanc()
     deployment = orthanc.deployment(service_kind=Deployment.ServiceKind.LOCAL)
     before = all_rights(orthanc)
-    manage("import_orthanc_config", "clinic", str(orthanc.folder))
 
-    result = manage("push_config", "clinic")
+    # In one run, without an admin account: the service control restarts Orthanc on the new files.
+    result = manage("adopt_orthanc", "clinic", str(orthanc.folder), "--yes")
 
     assert result.returncode == 0, result.stderr
     assert "Adopted: the portal's account answers with the new configuration" in result.stdout
+    deployment.refresh_from_db()
+    assert deployment.dicomweb_enabled and not deployment.worklists_enabled  # the push used the imported rows
+    assert (
+        "dicom-web"
+        in requests.get(
+            orthanc.url + "/plugins", auth=(deployment.service_username, deployment.service_password), timeout=5
+        ).json()
+    )
     portal = (deployment.service_username, deployment.service_password)
     assert requests.get(orthanc.url + "/system", auth=portal, timeout=5).status_code == 200
     assert_no_more_rights(before, all_rights(orthanc))

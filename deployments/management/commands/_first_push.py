@@ -46,6 +46,7 @@ def read_login(options, stdin=None):
 
 def push_now(deployment, reason, login=None) -> str:
     """Record a revision and push it in this process; a failure is one sentence, never a traceback."""
+    deployment = type(deployment).objects.get(pk=deployment.pk)  # the rows as saved, not a stale copy
     try:
         with transaction.atomic():
             revision = revision_create(deployment, reason=reason)

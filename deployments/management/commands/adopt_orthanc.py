@@ -36,6 +36,7 @@ class Command(BaseCommand):
             result = import_path(deployment, path, who=None, source="command", version=orthanc_version)
         except ConfigImportError as exc:
             raise CommandError(f"nothing imported: {exc}") from None
+        deployment = result.deployment  # as the import left it
         self.stdout.write("1. Imported:")
         for line in result.lines:
             self.stdout.write(f"   {line}")
