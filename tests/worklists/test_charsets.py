@@ -23,7 +23,6 @@ from tests.worklists.conftest import make_entry
 from worklists.cfind import find, worklist_query
 from worklists.sync import worklist_sync
 
-pytestmark = pytest.mark.orthanc
 UTF8, LATIN1 = Modality.Charset.UTF8, Modality.Charset.LATIN1
 LAYOUTS = {
     "all-latin1": {"US2": LATIN1, "US3": LATIN1},
@@ -107,6 +106,7 @@ def _raw(dataset, tag):
     return value.rstrip(b" ")
 
 
+@pytest.mark.orthanc
 @pytest.mark.parametrize("server", ["indexed", "classic"])
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 def test_every_station_receives_bytes_that_decode_to_the_letters_typed(
@@ -147,6 +147,7 @@ def test_every_station_receives_bytes_that_decode_to_the_letters_typed(
         assert "Łukasiewicz^Jan".encode() in raws
 
 
+@pytest.mark.orthanc
 def test_orthanc_sends_its_one_default_encoding_whatever_the_file_or_the_query_says(
     orthanc_factory, transactional_db, orthanc_version
 ):
@@ -177,6 +178,7 @@ def test_orthanc_sends_its_one_default_encoding_whatever_the_file_or_the_query_s
         instance.stop()
 
 
+@pytest.mark.orthanc
 def test_the_settings_page_and_the_audit_say_which_stations_are_served_correctly(
     orthanc_factory, transactional_db, admin_client
 ):
@@ -202,6 +204,7 @@ def test_the_settings_page_and_the_audit_say_which_stations_are_served_correctly
     assert "MÃ¼ller" in findings["worklist-station-misreads"].why
 
 
+@pytest.mark.orthanc
 def test_a_station_change_that_would_garble_scheduled_names_is_refused_naming_the_entries(
     orthanc_factory, transactional_db, admin_client
 ):
@@ -234,3 +237,31 @@ def test_a_station_change_that_would_garble_scheduled_names_is_refused_naming_th
     us4.refresh_from_db()
     assert us4.charset == UTF8 and not d.modalities.filter(aet="OLD").exists()
     assert entry.pk
+
+
+def test_a_worklist_character_set_that_would_garble_scheduled_names_is_refused_beside_the_setting(
+    admin_client, wl_deployment
+):
+    from tests.test_audit import NEW
+
+    wl_deployment.modalities.update(charset=UTF8)  # every station reads UTF-8: Automatic sends UTF-8
+    make_entry(wl_deployment, family="Łukasiewicz", given="Jan", station="US1", accession="PL-2")
+    data = {
+        **NEW,
+        "name": wl_deployment.name,
+        "slug": wl_deployment.slug,
+        "orthanc_url": wl_deployment.orthanc_url,
+        "config_dir": wl_deployment.config_dir,
+        "worklists_dir": wl_deployment.worklists_dir,
+        "dicom_check_modality_host": "",
+    }
+    url = reverse("deployments:edit", args=[wl_deployment.slug])
+
+    refused = admin_client.post(url, {**data, "default_encoding": "Latin1"})
+    kept = admin_client.post(url, {**data, "default_encoding": "auto"})
+
+    error = refused.context["form"].errors["default_encoding"][0]
+    assert "PL-2" in error and "Ł" in error
+    assert kept.status_code == 302
+    wl_deployment.refresh_from_db()
+    assert wl_deployment.default_encoding == "auto" and wl_deployment.worklist_encoding() == "Utf8"

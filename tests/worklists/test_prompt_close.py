@@ -14,7 +14,6 @@ from worklists.completion import worklist_completion
 from worklists.models import WorklistEntry
 from worklists.sync import worklist_sync
 
-pytestmark = pytest.mark.orthanc
 Status = WorklistEntry.Status
 
 
@@ -31,6 +30,7 @@ def _accessions(instance):
     return sorted(a.AccessionNumber for a in cfind(instance))
 
 
+@pytest.mark.orthanc
 def test_the_portals_worklist_server_drops_the_entry_at_the_first_image_before_the_portal_acts(
     orthanc_factory, transactional_db
 ):
@@ -58,6 +58,7 @@ def test_the_portals_worklist_server_drops_the_entry_at_the_first_image_before_t
     assert _accessions(instance) == ["NEXT"]
 
 
+@pytest.mark.orthanc
 def test_a_restarted_orthanc_still_hides_the_entry_whose_study_it_holds(orthanc_factory, transactional_db):
     instance = _orthanc(orthanc_factory, "indexed")
     d = instance.deployment
@@ -73,6 +74,7 @@ def test_a_restarted_orthanc_still_hides_the_entry_whose_study_it_holds(orthanc_
     assert _accessions(instance) == ["RESTART-2"]
 
 
+@pytest.mark.orthanc
 def test_with_the_classic_plugin_the_first_poll_after_the_image_takes_the_entry_off_the_list(
     orthanc_factory, transactional_db
 ):
