@@ -481,35 +481,37 @@ def bench_charsets(deployment, today, var):
     listener = LocalService.for_deployment(second)
     started = time.perf_counter()
     listener.start()
-    print(f"(second listener started in {time.perf_counter() - started:.1f} s)", flush=True)
-    letters = {"US1": "ISO_IR 192", "US2": "ISO_IR 100"}  # each station's own listener
-    accepted = schedule(letters, "TL")
-    report("second listener", accepted, {"US1": deployment.dicom_port, "US2": second.dicom_port})
-    two = latencies(second, ROUNDS, calling="US2", date=today.strftime("%Y%m%d"))
-    summary("second listener: C-FIND as the Latin-1 station", two)
-    print(
-        f"second listener: Orthanc processes 2, resident memory {_rss_mb(service.pid()):.0f} MB + "
-        f"{_rss_mb(listener.pid()):.0f} MB",
-        flush=True,
-    )
-    # The listener's own index never sees the machine's images: an entry leaves its list only
-    # when the portal removes the file (the completion poll, every 30 s from beat, then a sync).
-    from worklists.completion import worklist_completion
+    try:
+        print(f"(second listener started in {time.perf_counter() - started:.1f} s)", flush=True)
+        letters = {"US1": "ISO_IR 192", "US2": "ISO_IR 100"}  # each station's own listener
+        accepted = schedule(letters, "TL")
+        report("second listener", accepted, {"US1": deployment.dicom_port, "US2": second.dicom_port})
+        two = latencies(second, ROUNDS, calling="US2", date=today.strftime("%Y%m%d"))
+        summary("second listener: C-FIND as the Latin-1 station", two)
+        print(
+            f"second listener: Orthanc processes 2, resident memory {_rss_mb(service.pid()):.0f} MB + "
+            f"{_rss_mb(listener.pid()):.0f} MB",
+            flush=True,
+        )
+        # The listener's own index never sees the machine's images: an entry leaves its list only
+        # when the portal removes the file (the completion poll, every 30 s from beat, then a sync).
+        from worklists.completion import worklist_completion
 
-    entry = WorklistEntry.objects.filter(accession_number__startswith="TL", station_aet="US2").first()
-    c_store(deployment, _first_image(entry), calling="US2")
-    time.sleep(2)
-    still = entry.accession_number in _received(second, "US2", "latin-1", second.dicom_port)
-    began = time.perf_counter()
-    worklist_completion(deployment.pk)
-    gone = entry.accession_number not in _received(second, "US2", "latin-1", second.dicom_port)
-    print(
-        f"second listener: 2 s after the first image the entry is {'still' if still else 'no longer'} in the "
-        f"Latin-1 station's list; the portal's poll and sync took it out in {(time.perf_counter() - began) * 1000:.0f} ms"
-        f"{'' if gone else ' (NOT removed)'}, after waiting up to 30 s for that poll",
-        flush=True,
-    )
-    listener.stop()
+        entry = WorklistEntry.objects.filter(accession_number__startswith="TL", station_aet="US2").first()
+        c_store(deployment, _first_image(entry), calling="US2")
+        time.sleep(2)
+        still = entry.accession_number in _received(second, "US2", "latin-1", second.dicom_port)
+        began = time.perf_counter()
+        worklist_completion(deployment.pk)
+        gone = entry.accession_number not in _received(second, "US2", "latin-1", second.dicom_port)
+        print(
+            f"second listener: 2 s after the first image the entry is {'still' if still else 'no longer'} in the "
+            f"Latin-1 station's list; the portal's poll and sync took it out in {(time.perf_counter() - began) * 1000:.0f} ms"
+            f"{'' if gone else ' (NOT removed)'}, after waiting up to 30 s for that poll",
+            flush=True,
+        )
+    finally:
+        listener.stop()
     WorklistEntry.objects.filter(accession_number__startswith="TL").update(status="COMPLETED")
     deployment.default_encoding = "auto"
     deployment.save(update_fields=["default_encoding"])
