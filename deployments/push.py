@@ -133,8 +133,9 @@ def deployment_push(deployment_id, login=None) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     # One push at a time per configuration folder, across worker processes on this host.
     with file_lock(folder / ".portal-push.lock"):
-        # Taken (and deleted) first: a typed password serves this push or none.
-        login = login or login_take(deployment)
+        # Taken (and deleted) first, whoever pushes: a typed password serves this push or none.
+        typed = login_take(deployment)
+        login = login or typed
         # Holding the lock, no other push runs here: a revision still "applying" lost its worker.
         # Apply it again unless a newer save came since (pushing is idempotent).
         orphans = deployment.revisions.filter(state=ConfigRevision.State.APPLYING)

@@ -58,8 +58,10 @@ def shown(name, value) -> str:
 def unapplied(deployment) -> Unapplied | None:
     """None when nothing was ever applied (the pages then say so once)."""
     applied = deployment.revisions.filter(state=ConfigRevision.State.APPLIED).first()
-    if applied is None or not applied.model_state:
+    if applied is None:
         return None
+    if not applied.model_state:
+        return Unapplied(applied=applied)  # a revision older than the copy of its models: nothing to compare
     newest = deployment.revisions.exclude(state=ConfigRevision.State.SUPERSEDED).first()
     failed = newest if newest is not None and newest.state == ConfigRevision.State.FAILED else None
     return compare(applied.model_state, model_state(deployment), failed, applied)

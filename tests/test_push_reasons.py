@@ -183,3 +183,13 @@ def test_a_deployment_never_applied_says_so_once_instead_of_marking_every_value(
     )  # fmt: skip
     edit = admin_client.get(reverse("deployments:edit", args=[d.slug])).content.decode()
     assert 'id="nothing-applied"' in edit and 'class="form-text unapplied' not in edit
+
+
+def test_a_revision_applied_before_revisions_kept_their_models_marks_nothing(db, admin_client):
+    d = Deployment.objects.create(
+        name="Old", slug="old", orthanc_url="http://127.0.0.1:9", config_dir="/nonexistent/c",
+        service_password="S3rvice-" + "x" * 20,
+    )  # fmt: skip
+    ConfigRevision.objects.create(deployment=d, number=1, state=ConfigRevision.State.APPLIED)
+    edit = admin_client.get(reverse("deployments:edit", args=[d.slug])).content.decode()
+    assert 'id="nothing-applied"' not in edit and 'class="form-text unapplied' not in edit

@@ -142,3 +142,16 @@ def test_viewers_cannot_see_or_start_an_adoption(client, viewer_user, deployment
     assert client.get(reverse("deployments:adoption", args=[deployment.slug])).status_code == 403
     response = client.post(reverse("deployments:adoption", args=[deployment.slug]), {"way": "portal"})
     assert response.status_code == 403 and not deployment.revisions.exists()
+
+
+def test_any_push_deletes_a_typed_account_even_when_it_brings_its_own(db, tmp_path):
+    from deployments.adoption import login_store
+    from deployments.push import deployment_push
+
+    deployment = Deployment.objects.create(
+        name="Own", slug="own", orthanc_url="http://127.0.0.1:9", config_dir=str(tmp_path / "etc"),
+        service_password="S3rvice-" + "x" * 20,
+    )  # fmt: skip
+    login_store(deployment, "admin", "Typed-0n-the-page")
+    assert deployment_push(deployment.pk, login=("admin", "from-the-command")) == "nothing to push: no pending revision"
+    assert not PushLogin.objects.exists()
