@@ -193,3 +193,20 @@ def test_a_revision_applied_before_revisions_kept_their_models_marks_nothing(db,
     ConfigRevision.objects.create(deployment=d, number=1, state=ConfigRevision.State.APPLIED)
     edit = admin_client.get(reverse("deployments:edit", args=[d.slug])).content.decode()
     assert 'id="nothing-applied"' not in edit and 'class="form-text unapplied' not in edit
+
+
+def test_an_unexpected_error_during_a_push_fails_the_revision_with_a_sentence_never_leaving_it_applying(db, tmp_path):
+    folder = tmp_path / "etc"
+    (folder / "odd.json").mkdir(parents=True)  # a folder where Orthanc's files are: reading it fails
+    d = Deployment.objects.create(
+        name="Odd", slug="odd", orthanc_url="http://127.0.0.1:9", config_dir=str(folder),
+        service_password="S3rvice-" + "x" * 20,
+    )  # fmt: skip
+
+    with pytest.raises(CommandError) as failed:
+        call_command("push_config", d.slug)
+
+    revision = d.revisions.get()
+    assert revision.state == ConfigRevision.State.FAILED
+    assert revision.error.startswith("the push stopped on an unexpected error (IsADirectoryError")
+    assert str(failed.value) == f"push failed: {revision.error}"
