@@ -20,7 +20,7 @@ class BackupScheduleForm(forms.ModelForm):
         fields = [
             "deployment", "name", "host", "port", "user", "remote_folder", "preset",
             "minute", "hour", "day_of_week", "day_of_month", "month_of_year",
-            "keep_daily", "keep_weekly", "keep_monthly",
+            "keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly",
             "include_index", "include_storage", "include_config", "enabled", "bandwidth_limit", "drill_weekly",
         ]  # fmt: skip
         help_texts = {"preset": "A preset fills the crontab fields; choose Custom to write your own."}
@@ -45,8 +45,8 @@ class BackupScheduleForm(forms.ModelForm):
             self._clean_cron(data)
         if not (data.get("include_index") or data.get("include_storage") or data.get("include_config")):
             raise ValidationError("Include at least one of index, storage and configuration.")
-        if not any(data.get(k) for k in ("keep_daily", "keep_weekly", "keep_monthly")):
-            self.add_error("keep_daily", "Keep at least one daily, weekly or monthly snapshot.")
+        if not any(data.get(k) for k in ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly")):
+            self.add_error("keep_daily", "Keep at least one last, hourly, daily, weekly or monthly snapshot.")
         self._check_folder_unique(data)
         return data
 

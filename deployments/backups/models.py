@@ -1,5 +1,6 @@
 """Backups of a deployment over SSH: its key pair, its schedules and the runs (snapshots) they made."""
 
+from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
@@ -10,6 +11,9 @@ from deployments.models.deployment import port_validators
 from portal.crypto import EncryptedTextField
 
 from .validators import validate_host, validate_remote_folder, validate_user
+
+# Upper bounds of the retention rules: a week of hours, a year of days, five years of weeks, ten of months.
+RETENTION_LIMITS = {"keep_last": 100, "keep_hourly": 168, "keep_daily": 366, "keep_weekly": 260, "keep_monthly": 120}
 
 
 class SshIdentity(models.Model):
@@ -70,9 +74,32 @@ class BackupSchedule(models.Model):
     day_of_week = models.CharField(max_length=64, default="*", help_text="0 is Sunday.")
     day_of_month = models.CharField(max_length=64, default="*")
     month_of_year = models.CharField(max_length=64, default="*")
-    keep_daily = models.PositiveSmallIntegerField(default=7, help_text="Keep the newest snapshot of the last N days.")
-    keep_weekly = models.PositiveSmallIntegerField(default=4, help_text="… of the last M weeks.")
-    keep_monthly = models.PositiveSmallIntegerField(default=6, help_text="… of the last K months.")
+    # Retention as borgmatic and restic count it; each rule adds to the others.
+    keep_last = models.PositiveSmallIntegerField(
+        default=10,
+        validators=[MaxValueValidator(RETENTION_LIMITS["keep_last"], "Keep at most %(limit_value)s last snapshots.")],
+        help_text="Keep the N newest snapshots, whenever they were taken.",
+    )
+    keep_hourly = models.PositiveSmallIntegerField(
+        default=24,
+        validators=[MaxValueValidator(RETENTION_LIMITS["keep_hourly"], "Keep at most %(limit_value)s hours.")],
+        help_text="… and the newest of each of the last N hours that have one.",
+    )
+    keep_daily = models.PositiveSmallIntegerField(
+        default=7,
+        validators=[MaxValueValidator(RETENTION_LIMITS["keep_daily"], "Keep at most %(limit_value)s days.")],
+        help_text="… of the last N days.",
+    )
+    keep_weekly = models.PositiveSmallIntegerField(
+        default=4,
+        validators=[MaxValueValidator(RETENTION_LIMITS["keep_weekly"], "Keep at most %(limit_value)s weeks.")],
+        help_text="… of the last N weeks.",
+    )
+    keep_monthly = models.PositiveSmallIntegerField(
+        default=6,
+        validators=[MaxValueValidator(RETENTION_LIMITS["keep_monthly"], "Keep at most %(limit_value)s months.")],
+        help_text="… of the last N months.",
+    )
     include_index = models.BooleanField(
         default=True, help_text="The index database. With SQLite, Orthanc is stopped for a few seconds to copy it."
     )

@@ -351,7 +351,9 @@ class Snapshotter:
 
     def _doomed(self, snapshots):
         s = self.schedule
-        keep = retention.keep(snapshots, s.keep_daily, s.keep_weekly, s.keep_monthly)
+        keep = retention.keep(
+            snapshots, s.keep_daily, s.keep_weekly, s.keep_monthly, last=s.keep_last, hourly=s.keep_hourly
+        )
         return [n for n in snapshots if n not in keep and is_snapshot_name(n)]
 
     def _pruned(self, doomed, error):

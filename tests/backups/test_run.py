@@ -52,9 +52,9 @@ def test_first_run_is_full_and_a_second_unchanged_run_sends_under_one_percent_an
     assert files2.keys() == files1.keys()
     for rel, path in files2.items():
         assert path.stat().st_ino == inodes1[rel], f"{rel} is a copy, not a hard link to the first snapshot's file"
-    # Both were taken today: retention keeps the newest of the day (keep_daily), and the files live on.
-    assert second.pruned == [first.snapshot]
-    assert setup.snapshots() == [second.snapshot]
+    # Both were taken within the hour: the default policy keeps the last ten, so both stay.
+    assert second.pruned == []
+    assert setup.snapshots() == [first.snapshot, second.snapshot]
     # Nothing changed in Orthanc: the first snapshot's index is still exact, so Orthanc was not stopped.
     assert second.downtime == 0.0
     assert (setup.target / second.snapshot / "index" / "index").stat().st_ino == index1
@@ -72,7 +72,7 @@ def test_a_change_since_the_previous_snapshot_stops_orthanc_again_for_a_fresh_in
 
     assert second.state == BackupRun.State.SUCCEEDED, second.error
     assert 0 < second.downtime < 5
-    assert setup.snapshots() == [second.snapshot]  # the leftover .partial is gone, the first pruned
+    assert setup.snapshots() == [first.snapshot, second.snapshot]  # the leftover .partial is gone
     manifest = json.loads((setup.target / second.snapshot / "manifest.json").read_text())
     assert manifest["counts"]["instances"] == 3 and manifest["last_change"] > 0
     assert second.instances == 3 and first.instances == 2

@@ -29,7 +29,7 @@ def form_data(deployment, **changes):
     data = {
         "deployment": deployment.pk, "name": "Nightly", "host": "nas.clinic.example", "port": 22, "user": "backup",
         "remote_folder": "/srv/backups", "preset": "daily-0200", "minute": "", "hour": "", "day_of_week": "",
-        "day_of_month": "", "month_of_year": "", "keep_daily": 7, "keep_weekly": 4, "keep_monthly": 6,
+        "day_of_month": "", "month_of_year": "", "keep_last": 10, "keep_hourly": 24, "keep_daily": 7, "keep_weekly": 4, "keep_monthly": 6,
         "include_index": "on", "include_storage": "on", "include_config": "on", "enabled": "on",
         "bandwidth_limit": "", "drill_weekly": "on",
     }  # fmt: skip
@@ -80,7 +80,14 @@ def field_errors(response):
             "funday",
         ),
         ({"preset": "custom"}, "minute", "Required for a custom schedule"),
-        ({"keep_daily": 0, "keep_weekly": 0, "keep_monthly": 0}, "keep_daily", "Keep at least one"),
+        (
+            {"keep_last": 0, "keep_hourly": 0, "keep_daily": 0, "keep_weekly": 0, "keep_monthly": 0},
+            "keep_daily",
+            "Keep at least one",
+        ),
+        ({"keep_hourly": 169}, "keep_hourly", "Keep at most 168 hours."),
+        ({"keep_last": 101}, "keep_last", "Keep at most 100 last snapshots."),
+        ({"keep_monthly": -1}, "keep_monthly", "greater than or equal to 0"),
     ],
 )
 def test_bad_schedule_input_is_shown_beside_its_field_and_nothing_is_scheduled(
