@@ -116,3 +116,23 @@ class ApiToken(models.Model):
     @property
     def is_active(self):
         return self.revoked_at is None and not self.is_expired
+
+
+class MetricsToken(models.Model):
+    """The bearer token Prometheus scrapes ``/metrics`` with. Read-only and separate from the API
+    tokens (it sits in clear in Prometheus's configuration), one at a time: a new one replaces
+    the old. Only its SHA-256 digest is stored; the token is shown once."""
+
+    prefix = models.CharField(max_length=16)
+    digest = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        default_permissions = ()
+
+    def __str__(self):
+        return f"metrics token {self.prefix}…"

@@ -96,6 +96,7 @@ NAV = [
     ("Audit log", "audit_log", "portal.view_auditentry"),
     ("Staff", "staff_list", "portal.manage_staff"),
     ("API tokens", "api_tokens", "portal.manage_own_apitokens"),
+    ("Metrics", "metrics_token", "portal.manage_all_apitokens"),
 ]
 
 

@@ -28,6 +28,8 @@ urlpatterns = [
     path("api-tokens/", views.api_tokens, name="api_tokens"),
     path("api-tokens/new/", views.api_token_create, name="api_token_create"),
     path("api-tokens/<int:pk>/revoke/", views.api_token_revoke, name="api_token_revoke"),
+    path("metrics", views.metrics_view, name="metrics"),
+    path("metrics/token/", views.metrics_token, name="metrics_token"),
     path("deployments/", include("deployments.urls")),
     path("backups/", include("deployments.backups.urls", namespace="backups")),
     path("worklists/", include("worklists.urls")),

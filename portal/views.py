@@ -7,12 +7,12 @@ from django.core.paginator import Paginator
 from django.db import connection
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
-from . import audit, tokens
+from . import audit, metrics, tokens
 from .dashboard import deployment_cards
 from .forms import ApiTokenForm, AuditFilterForm, StaffForm
-from .models import AuditEntry
+from .models import AuditEntry, MetricsToken
 from .roles import SCHEDULER, require_perm, role_of
 
 
@@ -150,3 +150,29 @@ def api_token_revoke(request, pk):
     tokens.token_revoke(token, f"revoked by {request.user.get_username()}", by=request)
     messages.success(request, f"Revoked the token “{token.name}” ({token.prefix}…): it no longer works.")
     return redirect("api_tokens")
+
+
+@require_GET
+def metrics_view(request):
+    """For Prometheus: no session, no login page; a bearer token or 401."""
+    if not metrics.token_valid(request.headers.get("Authorization", "")):
+        response = HttpResponse(
+            "A metrics token is required: Authorization: Bearer <token> (an Admin makes one on the Metrics page).\n",
+            status=401,
+            content_type="text/plain",
+        )
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    return HttpResponse(metrics.exposition(), content_type=metrics.CONTENT_TYPE)
+
+
+@require_perm("portal.manage_all_apitokens")
+def metrics_token(request):
+    if request.method == "POST":
+        row, token = metrics.metrics_token_create(by=request)
+        return render(request, "portal/metrics_token_once.html", {"row": row, "token": token})
+    return render(
+        request,
+        "portal/metrics_token.html",
+        {"row": MetricsToken.objects.first(), "url": request.build_absolute_uri("/metrics")},
+    )

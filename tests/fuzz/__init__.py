@@ -62,6 +62,8 @@ TABLE = {
     "api_tokens": page(),
     "api_token_create": form(),
     "api_token_revoke": action(),
+    "metrics": page(),
+    "metrics_token": form(),
     # deployments
     "deployments:list": page(),
     "deployments:create": form(baseline="deployments:edit"),

@@ -33,4 +33,7 @@ MATRIX = {
     "api_tokens": G(scheduler=200),
     "api_token_create": G(scheduler=200),
     "api_token_revoke": P(scheduler=302, kwargs={"pk": "api_token.pk"}),
+    # Prometheus's bearer token only: a signed-in session is not enough (tests/test_metrics.py).
+    "metrics": Row(401, 401, 401, anonymous=401),
+    "metrics_token": G(),
 }
