@@ -48,15 +48,18 @@ def ensure_running(service, attempts=START_ATTEMPTS, timeout=30.0) -> list[str]:
     raise ServiceError(f"Orthanc could not be started again after {attempts} attempts: {errors[-1]}")
 
 
-def run_stopped(service, body, limit):
+def run_stopped(service, body, limit, guard=None):
     """Stop Orthanc, call ``body(deadline)``, start Orthanc again; returns (body's result, downtime).
 
     Any failure (stop refused, body failed, start needed more than one attempt) raises after
-    Orthanc answers again; the exception carries ``downtime``.
+    Orthanc answers again; the exception carries ``downtime``. ``guard`` (the run's guardian) hears
+    of the window's opening and closing: it starts Orthanc if the run dies in between.
     """
     t0 = time.monotonic()
     failure, result = None, None
     try:
+        if guard is not None:
+            guard.stopping(t0 + limit)
         try:
             service.stop()
         except Exception as exc:
@@ -64,6 +67,9 @@ def run_stopped(service, body, limit):
         if service.is_running():
             raise WindowError("Orthanc did not stop: it is still running")
         result = body(t0 + limit)
+        if service.is_running():
+            # The guardian's deadline passed and it started Orthanc under the copy.
+            raise WindowError("Orthanc was started again during the index copy: the copy is not consistent")
     except Exception as exc:  # re-raised below, once Orthanc runs again
         failure = exc
     try:
@@ -74,6 +80,8 @@ def run_stopped(service, body, limit):
             time.monotonic() - t0,
         ) from exc
     downtime = time.monotonic() - t0
+    if guard is not None:
+        guard.started()
     if failure is not None:
         failure.downtime = downtime
         raise failure

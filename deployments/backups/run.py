@@ -22,6 +22,7 @@ from deployments.orthanc import OrthancClient
 
 from . import alerts, retention
 from .control import WindowError, run_stopped, service_of
+from .guardian import Guard
 from .manifest import (
     applied_revision,
     index_inside_storage,
@@ -90,6 +91,7 @@ class Snapshotter:
         self.index_files = {}
         self.finish = []  # commands run with the final rename, in the same round trip
         self.previous_manifest = None
+        self.guard = None
 
     def note(self, message):
         self.lines.append(f"{time.monotonic() - self.t0:7.2f}s {message}")
@@ -135,7 +137,11 @@ class Snapshotter:
             .values_list("snapshot", flat=True)
             .first()
         )
-        with Session(s) as ssh, tempfile.TemporaryDirectory(prefix="portal-stage-") as tmp:
+        with (
+            Session(s) as ssh,
+            tempfile.TemporaryDirectory(prefix="portal-stage-") as tmp,
+            self._guardian(ssh, tmp),
+        ):
             self.note(f"connected to {s.target_label}")
             stage = self._stage(Path(tmp))
             partial = None
@@ -145,6 +151,7 @@ class Snapshotter:
                     # target is listed (and that snapshot's manifest read) in a second, parallel call.
                     name = new_snapshot_name(guess)
                     partial = f"{base}/{name}{PARTIAL}"
+                    self.guard.partial(partial)
                     with ThreadPoolExecutor(1) as pool:
                         looking = pool.submit(self._look, ssh, base, guess, f"{name}{PARTIAL}")
                         bulk = self._bulk(ssh, stage, base, guess, partial)
@@ -155,6 +162,7 @@ class Snapshotter:
                     snapshots, previous = self._look(ssh, base, None)
                     name = new_snapshot_name(previous)
                     partial = f"{base}/{name}{PARTIAL}"
+                    self.guard.partial(partial)
                     bulk = self._bulk(ssh, stage, base, previous, partial)
                 self.run.previous, self.run.snapshot = previous, ""
                 doomed = self._doomed([*snapshots, name])
@@ -186,6 +194,11 @@ class Snapshotter:
             self.run.target_free_bytes = parse_df(out.split(RENAMED)[0])
             self.run.save()
             self._pruned(doomed, error)
+
+    def _guardian(self, ssh, stage):
+        """A detached process that restarts Orthanc and cleans up if this run's process dies."""
+        self.guard = Guard(self.run, ssh_dir=ssh.dir, master_pid=ssh.master.pid, temp_dirs=[stage])
+        return self.guard
 
     def _look(self, ssh, base, guess, ours=None):
         """List the target folder and, in the same round trip, read the manifest of the snapshot
@@ -268,7 +281,7 @@ class Snapshotter:
 
             self.note("stopping Orthanc for the index copy")
             try:
-                files, self.run.downtime = run_stopped(self.service, window, stop_window_seconds())
+                files, self.run.downtime = run_stopped(self.service, window, stop_window_seconds(), guard=self.guard)
             except WindowError as exc:
                 self.run.downtime = exc.downtime
                 raise
