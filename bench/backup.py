@@ -8,12 +8,16 @@ bytes on the wire and Orthanc's downtime. Then the issue's goals, each with OK o
 
     .venv/bin/python bench/backup.py [--instances 2000] [--per-study 20] [--keep]
 
+Then the Borg target: the portal's first and no-change runs beside `borg create` alone on the
+same data over the same SSH.
+
 Each instance is made by tests/dicomfiles.make_instance and given a 640×480 RGB frame (900 KB),
 the size of a single ultrasound image as the machines send it.
 """
 
 import argparse
 import getpass
+import json
 import os
 import shutil
 import subprocess
@@ -112,6 +116,69 @@ def backup(schedule):
     if run.state != BackupRun.State.SUCCEEDED:
         raise SystemExit(f"backup failed: {run.error}\n{run.log_tail}")
     return time.monotonic() - t0, run
+
+
+def borg_alone(sshd, repo, sources, archive):
+    """`borg create` by hand, over the same SSH to the same sshd (its own key, confined the same way)."""
+    keys = WORK / "borg-alone-ssh"
+    if not keys.exists():
+        keys.mkdir(mode=0o700)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / "id")], check=True)
+        public = (keys / "id.pub").read_text().strip()
+        sshd.authorize(f'command="borg serve --append-only --restrict-to-path {repo}",restrict {public}')
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(keys),
+        "BORG_BASE_DIR": str(keys / "base"),
+        "BORG_PASSPHRASE": "bench",
+        "BORG_REPO": f"ssh://127.0.0.1{repo}",
+        "BORG_RSH": (
+            f"ssh -F /dev/null -i {keys / 'id'} -p {sshd.port} -l {getpass.getuser()} -o BatchMode=yes "
+            f"-o IdentitiesOnly=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile={keys / 'known_hosts'}"
+        ),
+    }
+    if archive == "first":
+        subprocess.run(["borg", "init", "--encryption=repokey"], env=env, check=True, capture_output=True)
+    t0 = time.monotonic()
+    out = subprocess.run(
+        ["borg", "create", "--json", "--compression=lz4", f"::{archive}", *map(str, sources)],
+        env=env, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return time.monotonic() - t0, json.loads(out.stdout)["archive"]["stats"]["deduplicated_size"]
+
+
+def borg_part(sshd, deployment, identity, storage):
+    """The Borg target: the portal's first and no-change runs against `borg create` alone."""
+    schedule = BackupSchedule.objects.create(
+        deployment=deployment, name="bench borg", kind=BackupSchedule.Kind.BORG, host="127.0.0.1", port=sshd.port,
+        user=getpass.getuser(), remote_folder=str(sshd.root / "borg"),
+        host_key=BackupSchedule.objects.get(name="bench").host_key,
+        host_key_fingerprint=BackupSchedule.objects.get(name="bench").host_key_fingerprint,
+    )  # fmt: skip
+    # The deployment's key now only runs the append-only borg serve, as on a real off-site target.
+    sshd.authorized_keys.write_text(schedule.authorized_keys_line() + "\n")
+    sources = [storage, deployment.config_dir]
+    alone_repo = sshd.root / "borg-alone"
+    alone_first = borg_alone(sshd, alone_repo, sources, "first")
+    first_time, first = backup(schedule)
+    alone_second = borg_alone(sshd, alone_repo, sources, "second")
+    second_time, second = backup(schedule)
+    rows = [
+        ("borg create alone, first", *alone_first, None),
+        ("portal Borg run, first", first_time, first.bytes_transferred, first.downtime),
+        ("borg create alone, nothing changed", *alone_second, None),
+        ("portal Borg run, nothing changed", second_time, second.bytes_transferred, second.downtime),
+    ]
+    print("Borg (encrypted repokey, lz4, append-only over the same ssh):")
+    print(f"{'':36} {'time':>9} {'new bytes stored':>18} {'Orthanc downtime':>17}")
+    for label, seconds, sent, down in rows:
+        shown = "-" if down is None else f"{down:.2f} s"
+        print(f"{label:36} {seconds:7.2f} s {filesize(sent):>18} {shown:>17}")
+    print(
+        f"  portal first run / borg create alone: {first_time / alone_first[0]:.2f}x; "
+        f"no-change: {second_time / alone_second[0]:.2f}x; the portal's no-change run is "
+        f"{first_time / second_time:.1f}x faster than its first"
+    )
 
 
 def main():
@@ -215,6 +282,7 @@ def main():
         print(
             f"Second snapshot: {linked} of its {len(files)} storage files are hard links to the first's (no space, no transfer)."
         )
+        borg_part(sshd, deployment, identity, storage)
     finally:
         orthanc.stop()
         sshd.stop()

@@ -43,6 +43,10 @@ def md5_limit():
 
 def fetch_snapshot(run, into: Path, exclude=("/config/",)):
     """Copy a snapshot from the target into a local folder; returns rsync's statistics."""
+    if run.schedule.is_borg:
+        from .borg_run import fetch_archive
+
+        return fetch_archive(run, into, config="/config/" not in exclude)
     with Session(run.schedule) as ssh:
         return ssh.rsync(
             [ssh.remote(f"{run.snapshot_path}/")], f"{into}/", [f"--exclude={pattern}" for pattern in exclude]
@@ -52,9 +56,7 @@ def fetch_snapshot(run, into: Path, exclude=("/config/",)):
 class ThrowawayOrthanc:
     """An Orthanc over a restored storage + index folder, on free loopback ports, nothing else."""
 
-    def __init__(self, scratch: Path, like: Deployment, pg_database=None):
-        """``pg_database``: a throwaway database on ``like``'s PostgreSQL server holding the index;
-        without it, the index is the SQLite file in ``scratch/index``."""
+    def __init__(self, scratch: Path, like: Deployment):
         http, dicom = free_port(), free_port()
         self.deployment = Deployment(
             name=f"Restore drill of {like.slug}",
@@ -74,11 +76,6 @@ class ThrowawayOrthanc:
             index_backend=Deployment.IndexBackend.SQLITE,
             service_kind=Deployment.ServiceKind.LOCAL,
         )
-        if pg_database:
-            for field in ("pg_host", "pg_port", "pg_user", "pg_password", "pg_tls"):
-                setattr(self.deployment, field, getattr(like, field))
-            self.deployment.pg_database = pg_database
-            self.deployment.index_backend = Deployment.IndexBackend.POSTGRESQL
         self.service = LocalService.for_deployment(self.deployment)
 
     def __enter__(self):
@@ -93,15 +90,11 @@ class ThrowawayOrthanc:
 
 
 def opens_in_orthanc(manifest):
-    return manifest["includes"].get("index") and manifest.get("index_backend") in Deployment.IndexBackend.values
+    return manifest["includes"].get("index") and manifest.get("index_backend") == Deployment.IndexBackend.SQLITE
 
 
 def check_restored(scratch: Path, manifest: dict, like: Deployment) -> list[str]:
     problems = compare_files(manifest, scratch / "storage")
-    if opens_in_orthanc(manifest) and manifest["index_backend"] == Deployment.IndexBackend.POSTGRESQL:
-        from .pgrestore import check_restored_postgresql
-
-        return problems + check_restored_postgresql(scratch, manifest, like)
     if not opens_in_orthanc(manifest):
         return problems  # no SQLite index to open: the storage files were checked against the manifest
     with ThrowawayOrthanc(scratch, like) as client:
@@ -149,8 +142,8 @@ def backup_verify(run_id) -> BackupRun:
             )
         else:
             message = (
-                f"storage files match the manifest ({stats['files']} files, {stats['size']} bytes); the snapshot "
-                "holds no index to open"
+                f"storage files match the manifest ({stats['files']} files, {stats['size']} bytes); the index is "
+                "a PostgreSQL dump, which this drill does not load into a database"
             )
         state = BackupRun.Drill.FAILED if problems else BackupRun.Drill.PASSED
     except Exception as exc:

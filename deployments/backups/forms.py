@@ -18,7 +18,7 @@ class BackupScheduleForm(forms.ModelForm):
     class Meta:
         model = BackupSchedule
         fields = [
-            "deployment", "name", "host", "port", "user", "remote_folder", "preset",
+            "deployment", "name", "kind", "host", "port", "user", "remote_folder", "preset",
             "minute", "hour", "day_of_week", "day_of_month", "month_of_year",
             "keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly",
             "include_index", "include_storage", "include_config", "enabled", "bandwidth_limit", "drill_weekly",
@@ -30,11 +30,15 @@ class BackupScheduleForm(forms.ModelForm):
         if self.instance.pk:
             # Moving a schedule to another deployment would mix two archives in one folder.
             self.fields["deployment"].disabled = True
+            # Its snapshots are of one kind: a new kind of target is a new schedule.
+            self.fields["kind"].disabled = True
+        self.fields["kind"].required = False
         for name in CRON_FIELDS:
             self.fields[name].required = False
 
     def clean(self):
         data = super().clean()
+        data["kind"] = data.get("kind") or BackupSchedule.Kind.RSYNC
         preset = data.get("preset")
         if preset and preset != BackupSchedule.Preset.CUSTOM:
             cron = BackupSchedule.PRESET_CRON[preset]

@@ -39,6 +39,10 @@ class SshIdentity(models.Model):
 
 
 class BackupSchedule(models.Model):
+    class Kind(models.TextChoices):
+        RSYNC = "rsync", "rsync over SSH (plain files, fast local copy)"
+        BORG = "borg", "BorgBackup over SSH (encrypted, append-only, off-site)"
+
     class Preset(models.TextChoices):
         DAILY_0200 = "daily-0200", "Every day at 02:00"
         DAILY_2200 = "daily-2200", "Every day at 22:00"
@@ -68,6 +72,7 @@ class BackupSchedule(models.Model):
         validators=[validate_remote_folder],
         help_text="Absolute folder on the target; snapshots go to &lt;folder&gt;/&lt;deployment slug&gt;/.",
     )
+    kind = models.CharField("target kind", max_length=8, choices=Kind.choices, default=Kind.RSYNC)
     preset = models.CharField(max_length=16, choices=Preset.choices, default=Preset.DAILY_0200)
     minute = models.CharField(max_length=64, default="0")
     hour = models.CharField(max_length=64, default="2")
@@ -121,6 +126,10 @@ class BackupSchedule(models.Model):
     offered_host_key = models.CharField(max_length=1000, blank=True)
     offered_fingerprint = models.CharField(max_length=100, blank=True)
     overdue_alerted_at = models.DateTimeField(null=True, blank=True)
+    # Borg: the repository's passphrase and its exported key, both encrypted at rest.
+    borg_passphrase = EncryptedTextField(blank=True)
+    borg_key = EncryptedTextField(blank=True)
+    borg_key_exported_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -145,6 +154,20 @@ class BackupSchedule(models.Model):
     @property
     def target_label(self):
         return f"{self.user}@{self.host}:{self.port}{self.target_folder}"
+
+    @property
+    def is_borg(self):
+        return self.kind == self.Kind.BORG
+
+    def authorized_keys_line(self):
+        """The line for the target's authorized_keys; a Borg target confines the key to an
+        append-only ``borg serve`` of this schedule's repository."""
+        from .borg import authorized_keys_line
+
+        identity = getattr(self.deployment, "backup_identity", None)
+        if identity is None:
+            return ""
+        return authorized_keys_line(self, identity.public_key) if self.is_borg else identity.authorized_keys_line
 
     @property
     def periodic_task_name(self):

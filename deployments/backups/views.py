@@ -146,6 +146,10 @@ def test_connection(request, pk):
 
 
 def _try_login(schedule):
+    if schedule.is_borg:
+        from .borg import try_login
+
+        return try_login(schedule)
     try:
         with Session(schedule) as ssh:
             ssh.run("mkdir", "-p", "--", schedule.target_folder)
