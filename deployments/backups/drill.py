@@ -56,7 +56,9 @@ def fetch_snapshot(run, into: Path, exclude=("/config/",)):
 class ThrowawayOrthanc:
     """An Orthanc over a restored storage + index folder, on free loopback ports, nothing else."""
 
-    def __init__(self, scratch: Path, like: Deployment):
+    def __init__(self, scratch: Path, like: Deployment, pg_database=None):
+        """``pg_database``: a throwaway database on ``like``'s PostgreSQL server holding the index;
+        without it, the index is the SQLite file in ``scratch/index``."""
         http, dicom = free_port(), free_port()
         self.deployment = Deployment(
             name=f"Restore drill of {like.slug}",
@@ -76,6 +78,11 @@ class ThrowawayOrthanc:
             index_backend=Deployment.IndexBackend.SQLITE,
             service_kind=Deployment.ServiceKind.LOCAL,
         )
+        if pg_database:
+            for field in ("pg_host", "pg_port", "pg_user", "pg_password", "pg_tls"):
+                setattr(self.deployment, field, getattr(like, field))
+            self.deployment.pg_database = pg_database
+            self.deployment.index_backend = Deployment.IndexBackend.POSTGRESQL
         self.service = LocalService.for_deployment(self.deployment)
 
     def __enter__(self):
@@ -90,11 +97,15 @@ class ThrowawayOrthanc:
 
 
 def opens_in_orthanc(manifest):
-    return manifest["includes"].get("index") and manifest.get("index_backend") == Deployment.IndexBackend.SQLITE
+    return manifest["includes"].get("index") and manifest.get("index_backend") in Deployment.IndexBackend.values
 
 
 def check_restored(scratch: Path, manifest: dict, like: Deployment) -> list[str]:
     problems = compare_files(manifest, scratch / "storage")
+    if opens_in_orthanc(manifest) and manifest["index_backend"] == Deployment.IndexBackend.POSTGRESQL:
+        from .pgrestore import check_restored_postgresql
+
+        return problems + check_restored_postgresql(scratch, manifest, like)
     if not opens_in_orthanc(manifest):
         return problems  # no SQLite index to open: the storage files were checked against the manifest
     with ThrowawayOrthanc(scratch, like) as client:
@@ -142,8 +153,8 @@ def backup_verify(run_id) -> BackupRun:
             )
         else:
             message = (
-                f"storage files match the manifest ({stats['files']} files, {stats['size']} bytes); the index is "
-                "a PostgreSQL dump, which this drill does not load into a database"
+                f"storage files match the manifest ({stats['files']} files, {stats['size']} bytes); the snapshot "
+                "holds no index to open"
             )
         state = BackupRun.Drill.FAILED if problems else BackupRun.Drill.PASSED
     except Exception as exc:

@@ -1,6 +1,9 @@
 """What a snapshot holds: counts, study UIDs, storage files and sizes, Orthanc version, config revision."""
 
+import hashlib
 import os
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 from deployments.models import ConfigRevision
@@ -37,6 +40,43 @@ def storage_files(storage: Path, skip_index: bool) -> dict[str, int]:
             rel = name if rel_folder == "." else f"{rel_folder}/{name}"
             files[rel] = os.lstat(path).st_size
     return files
+
+
+def storage_rel(uuid):
+    """Where Orthanc's file storage keeps an attachment: <uuid[0:2]>/<uuid[2:4]>/<uuid>."""
+    return f"{uuid[:2]}/{uuid[2:4]}/{uuid}"
+
+
+def attachment_checksums(index_file: Path) -> dict[str, str]:
+    """Storage path → MD5 of the stored file, as Orthanc's SQLite index records it (the hash of
+    the bytes on disk: compressed ones when Orthanc compresses). Read only while Orthanc is stopped."""
+    with closing(sqlite3.connect(f"{index_file.resolve().as_uri()}?mode=ro", uri=True)) as db:
+        rows = db.execute("SELECT uuid, compressedMD5 FROM AttachedFiles").fetchall()
+    return {storage_rel(uuid): md5 for uuid, md5 in rows if uuid and md5}
+
+
+def md5_of(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)  # Orthanc's own choice of hash: compared, not trusted for secrecy
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def damaged_files(checksums: dict[str, str], sums: dict[str, str]) -> list[str]:
+    """The storage files whose MD5 (``sums``, as read back) differs from Orthanc's record, or that
+    are missing, sorted."""
+    return sorted(rel for rel, md5 in checksums.items() if sums.get(rel) != md5)
+
+
+def parse_md5sum(text: str) -> dict[str, str]:
+    """md5sum's output ('<md5>  <name>' lines) → name → md5."""
+    sums = {}
+    for line in text.splitlines():
+        md5, _, name = line.partition("  ")
+        if name:
+            sums[name] = md5
+    return sums
 
 
 def study_uids(client) -> list[str]:

@@ -17,6 +17,7 @@ from deployments.orthanc import OrthancClient
 from portal import audit
 from portal.models import AuditEntry
 
+from . import pgrestore
 from .control import ensure_running, service_of
 from .drill import fetch_snapshot
 from .manifest import compare, is_index_file, live_counts, storage_paths, study_uids
@@ -34,11 +35,6 @@ def backup_restore(run_id, who=None, source="system") -> str:
     if not run.restorable:
         raise RestoreError(f"run {run.pk} has no snapshot to restore ({run.get_state_display()})")
     deployment = run.deployment
-    if deployment.index_backend != deployment.IndexBackend.SQLITE:
-        raise RestoreError(
-            "restore of a PostgreSQL index is not automated: restore index/orthanc.pgdump with pg_restore, "
-            "then the storage folder"
-        )
     service = service_of(deployment)
     storage, index = storage_paths(deployment)
     stamp = timezone.now().strftime("%Y%m%dT%H%M%S")
@@ -49,7 +45,10 @@ def backup_restore(run_id, who=None, source="system") -> str:
         manifest = json.loads((staging / "manifest.json").read_text())
         if not manifest["includes"].get("index") or not manifest["includes"].get("storage"):
             raise RestoreError("this snapshot lacks the index or the storage: it cannot restore a deployment alone")
-        aside = _swap(service, storage, index, staging, stamp)
+        if deployment.index_backend == deployment.IndexBackend.POSTGRESQL:
+            aside = pgrestore.swap(service, deployment, storage, staging, stamp)
+        else:
+            aside = _swap(service, storage, index, staging, stamp)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     client = OrthancClient.for_deployment(deployment, timeout=120)

@@ -25,9 +25,12 @@ from .control import WindowError, run_stopped, service_of
 from .guardian import Guard
 from .manifest import (
     applied_revision,
+    attachment_checksums,
+    damaged_files,
     index_inside_storage,
     is_index_file,
     orthanc_facts,
+    parse_md5sum,
     storage_files,
     storage_paths,
 )
@@ -93,6 +96,7 @@ class Snapshotter:
         self.service = None
         self.wire = 0
         self.index_files = {}
+        self.checksums = {}  # storage path → MD5 as Orthanc's index records it
         self.finish = []  # commands run with the final rename, in the same round trip
         self.previous_manifest = None
         self.guard = None
@@ -171,6 +175,8 @@ class Snapshotter:
                 self.run.previous, self.run.snapshot = previous, ""
                 doomed = self._doomed([*snapshots, name])
                 manifest = self._copy(ssh, stage, base, previous, partial, sqlite, bulk)
+                manifest["damaged_before"] = self._verify(ssh, stage, partial, previous)
+                manifest["verified"] = bool(self.checksums)
                 data = json.dumps(manifest, indent=1, sort_keys=True).encode()
                 self.wire += len(data)
                 # One round trip: manifest, rename, then (after the rename only) retention.
@@ -307,6 +313,7 @@ class Snapshotter:
             "includes": {"index": s.include_index, "storage": s.include_storage, "config": s.include_config},
             "storage": files,
             "index_files": self.index_files,
+            "checksums": self.checksums,
         }
 
     def _unchanged_index(self, base, previous, partial, storage, skip_index, bulk):
@@ -331,6 +338,7 @@ class Snapshotter:
             return None, {}
         self.finish.append(["cp", "-al", "--", f"{base}/{previous}/index", f"{partial}/index"])
         self.index_files = before["index_files"]
+        self.checksums = before.get("checksums", {})  # the same index: the same attachments
         self.run.downtime = 0.0
         self._count(bulk)
         self.run.files += len(self.index_files)
@@ -348,6 +356,7 @@ class Snapshotter:
         for n in names:
             (stage / "index" / n).symlink_to(index / n)
         self.index_files = {n: (index / n).stat().st_size for n in names}
+        self.checksums = attachment_checksums(index / "index")  # Orthanc is stopped: the index is still
         stats = self._rsync_stage(
             ssh, stage, base, previous, partial, excludes, ["--delete"], timeout=max(deadline - time.monotonic(), 1)
         )
@@ -355,6 +364,53 @@ class Snapshotter:
         self._count(stats)
         self.note(f"final delta and index: {stats['transferred_files']} files sent, {stats['wire_bytes']} bytes")
         return storage_files(storage, index == storage) if self.schedule.include_storage else {}
+
+    def _verify(self, ssh, stage, partial, previous):
+        """Read back every storage file of the new snapshot on the target against Orthanc's MD5.
+        A mismatch is a file hard-linked from a damaged older snapshot (or a bad write): it is sent
+        again (a new file, the old one left as it is) and named. Returns the names; raises if the
+        second reading still differs."""
+        if not self.checksums or not self.schedule.include_storage:
+            return []
+        damaged = damaged_files(self.checksums, self._remote_md5(ssh, partial, self.checksums))
+        if not damaged:
+            self.note(f"verified {len(self.checksums)} storage files against Orthanc's MD5")
+            return []
+        where = f"snapshot {previous}" if previous else "the target"
+        self.note(f"DAMAGED on the target in {where}, sent again: {', '.join(damaged)}")
+        with tempfile.NamedTemporaryFile("w", prefix="portal-damaged-") as listing:
+            listing.write("".join(f"{rel}\n" for rel in damaged))
+            listing.flush()
+            # -I: same size and time as the damaged copy, so rsync must not trust its quick check.
+            stats = ssh.rsync(
+                [f"{stage}/storage/"], ssh.remote(f"{partial}/storage/"), ["-L", "-I", f"--files-from={listing.name}"]
+            )
+        self.wire += stats["wire_bytes"]
+        still = damaged_files({r: self.checksums[r] for r in damaged}, self._remote_md5(ssh, partial, damaged))
+        if still:
+            raise SshError(f"storage files still differ from Orthanc's MD5 after sending them again: {', '.join(still)}")
+        self.note(f"verified {len(self.checksums)} storage files against Orthanc's MD5 after the repair")
+        alerts.send(
+            f"Backup found DAMAGED files on the target: {self.schedule}",
+            f"These storage files of {where} no longer match the MD5 Orthanc recorded for them; the new snapshot "
+            f"holds them again, intact:
+
+" + "
+".join(damaged) + "
+
+Older snapshots still hold the damaged copies.",
+            self.schedule,
+        )
+        return damaged
+
+    def _remote_md5(self, ssh, partial, names):
+        out = ssh.run_all(
+            [["cd", "--", f"{partial}/storage"], ["xargs", "-0", "-r", "md5sum", "--"]],
+            input="\0".join(sorted(names)).encode(),
+            timeout=3600,
+            check=False,
+        )[0]  # a missing file makes md5sum fail: it is simply not in the sums, so named as damaged
+        return parse_md5sum(out)
 
     def _count(self, stats):
         self.run.files = (self.run.files or 0) + stats["files"]

@@ -1,0 +1,88 @@
+"""End-to-end integrity: each snapshot's manifest carries Orthanc's own MD5 of every attachment,
+each run reads back what it wrote on the target, and a file damaged in an older snapshot (same size,
+same time: rsync's quick check cannot see it) is not carried on as a hard link but sent again and
+named."""
+
+import hashlib
+import json
+import os
+
+import pytest
+
+from deployments.backups.models import BackupRun
+from tests.backups.conftest import upload_studies
+
+pytestmark = pytest.mark.orthanc
+
+
+def md5(path):
+    return hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
+
+
+def manifest_of(setup, run):
+    return json.loads((setup.target / run.snapshot / "manifest.json").read_text())
+
+
+def damage_in_place(path):
+    """Flip the last byte, keeping size and modification time (bit rot, or a careless tool)."""
+    st = path.stat()
+    with open(path, "r+b") as f:
+        f.seek(-1, os.SEEK_END)
+        last = f.read(1)
+        f.seek(-1, os.SEEK_END)
+        f.write(bytes([last[0] ^ 0xFF]))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+
+
+def test_the_manifest_carries_orthanc_s_md5_of_every_attachment_and_the_run_verifies_them(backup_setup):
+    setup = backup_setup()
+    client = setup.orthanc.client()
+    upload_studies(client, studies=1, per_study=3)
+
+    run = setup.run()
+
+    assert run.state == BackupRun.State.SUCCEEDED, run.error
+    manifest = manifest_of(setup, run)
+    checksums = manifest["checksums"]
+    recorded = {
+        client.request("GET", f"/instances/{i}/attachments/dicom/md5").text.strip()
+        for i in client.get_json("/instances")
+    }
+    assert set(checksums.values()) >= recorded and len(recorded) == 3
+    for rel, want in checksums.items():
+        assert md5(setup.target / run.snapshot / "storage" / rel) == want
+    assert manifest["verified"] is True and manifest["damaged_before"] == []
+    assert "verified 3 storage files against Orthanc's MD5" in run.log_tail
+
+
+@pytest.mark.parametrize("changed", [False, True], ids=["nothing-changed", "a-new-study"])
+def test_a_file_damaged_in_the_previous_snapshot_is_sent_again_and_the_run_names_it(backup_setup, mailoutbox, changed):
+    setup = backup_setup()
+    client = setup.orthanc.client()
+    upload_studies(client, studies=1, per_study=3)
+    first = setup.run()
+    checksums = manifest_of(setup, first)["checksums"]
+    victim = sorted(checksums)[0]
+    damaged = setup.target / first.snapshot / "storage" / victim
+    damage_in_place(damaged)
+    if changed:
+        upload_studies(client, studies=1, per_study=1, patient="N")
+
+    second = setup.run()
+
+    assert second.state == BackupRun.State.SUCCEEDED, second.error
+    assert second.downtime > 0 if changed else second.downtime == 0.0
+    fresh = setup.target / second.snapshot / "storage" / victim
+    assert md5(fresh) == checksums[victim]  # the right bytes, not the damaged ones
+    assert fresh.stat().st_ino != damaged.stat().st_ino
+    assert md5(damaged) != checksums[victim]  # the older snapshot is left as it is, and named
+    assert f"DAMAGED on the target in snapshot {first.snapshot}, sent again: {victim}" in second.log_tail
+    assert manifest_of(setup, second)["damaged_before"] == [victim]
+    others = [rel for rel in checksums if rel != victim]
+    for rel in others:  # the intact files are still hard links
+        assert (setup.target / second.snapshot / "storage" / rel).stat().st_ino == (
+            setup.target / first.snapshot / "storage" / rel
+        ).stat().st_ino
+    [mail] = [m for m in mailoutbox if "DAMAGED" in m.subject]
+    assert victim in mail.body
