@@ -20,7 +20,7 @@ from portal.models import AuditEntry
 from . import pgrestore
 from .control import ensure_running, service_of
 from .drill import fetch_snapshot
-from .manifest import compare, is_index_file, live_counts, storage_paths, study_uids
+from .manifest import compare, damaged_files, is_index_file, live_counts, md5_of, storage_paths, study_uids
 from .models import BackupRun
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,8 @@ class RestoreError(Exception):
     pass
 
 
-def backup_restore(run_id, who=None, source="system") -> str:
+def backup_restore(run_id, who=None, source="system", accept_losses=()) -> str:
+    """``accept_losses``: storage files the admin, told they are damaged, accepts to restore as they are."""
     run = BackupRun.objects.select_related("schedule__deployment").get(pk=run_id)
     if not run.restorable:
         raise RestoreError(f"run {run.pk} has no snapshot to restore ({run.get_state_display()})")
@@ -45,6 +46,7 @@ def backup_restore(run_id, who=None, source="system") -> str:
         manifest = json.loads((staging / "manifest.json").read_text())
         if not manifest["includes"].get("index") or not manifest["includes"].get("storage"):
             raise RestoreError("this snapshot lacks the index or the storage: it cannot restore a deployment alone")
+        losses = check_attachments(run, manifest, staging / "storage", accept_losses)
         if deployment.index_backend == deployment.IndexBackend.POSTGRESQL:
             aside = pgrestore.swap(service, deployment, storage, staging, stamp)
         else:
@@ -56,11 +58,29 @@ def backup_restore(run_id, who=None, source="system") -> str:
     summary = (
         f"restored snapshot {run.snapshot}: {manifest['counts']['studies']} studies; previous data kept in "
         + ", ".join(str(p) for p in aside)
+        + (f"; damaged files accepted as lost: {', '.join(losses)}" if losses else "")
     )
     audit.record(who, AuditEntry.Action.ACTION, run, summary=summary[:200], source=None if who else source)
     if problems:
         raise RestoreError(f"{summary}; but the verification found: {'; '.join(problems)}")
     return summary
+
+
+def check_attachments(run, manifest, storage: Path, accept_losses=()) -> list[str]:
+    """Every storage file of the fetched snapshot against Orthanc's MD5 in the manifest, before
+    anything changes. Refuses a damaged snapshot unless each damaged file is accepted by name;
+    returns the accepted losses."""
+    checksums = manifest.get("checksums") or {}
+    sums = {rel: md5_of(storage / rel) for rel in checksums if (storage / rel).is_file()}
+    damaged = damaged_files(checksums, sums)
+    refused = [rel for rel in damaged if rel not in set(accept_losses)]
+    if refused:
+        raise RestoreError(
+            f"snapshot {run.snapshot} is damaged: {len(refused)} storage files differ from the MD5 Orthanc "
+            f"recorded: {', '.join(refused)}. Nothing was changed. Restore another snapshot, or accept these "
+            "losses by name (restore_backup --accept-loss FILE …)"
+        )
+    return damaged
 
 
 def _swap(service, storage: Path, index: Path, staging: Path, stamp) -> list[Path]:

@@ -86,3 +86,34 @@ def test_a_file_damaged_in_the_previous_snapshot_is_sent_again_and_the_run_names
         ).stat().st_ino
     [mail] = [m for m in mailoutbox if "DAMAGED" in m.subject]
     assert victim in mail.body
+
+
+def test_restore_of_a_damaged_snapshot_refuses_names_the_file_and_changes_nothing_until_the_loss_is_accepted(
+    backup_setup, capsys
+):
+    from pathlib import Path
+
+    from django.core.management import CommandError, call_command
+
+    setup = backup_setup()
+    client = setup.orthanc.client()
+    upload_studies(client, studies=2, per_study=2)
+    run = setup.run()
+    checksums = manifest_of(setup, run)["checksums"]
+    victim = sorted(checksums)[-1]
+    damage_in_place(setup.target / run.snapshot / "storage" / victim)
+    storage = Path(setup.deployment.storage_dir)
+    before = sorted(p.name for p in storage.parent.iterdir())
+
+    with pytest.raises(CommandError) as refused:
+        call_command("restore_backup", f"{setup.deployment.slug}/{run.snapshot}", "--yes")
+
+    message = str(refused.value)
+    assert f"snapshot {run.snapshot} is damaged" in message and victim in message and "Nothing was changed" in message
+    assert sorted(p.name for p in storage.parent.iterdir()) == before  # nothing moved aside, no staging left
+    assert client.statistics()["CountInstances"] == 4
+
+    call_command("restore_backup", f"{setup.deployment.slug}/{run.snapshot}", "--yes", "--accept-loss", victim)
+
+    assert any(p.name.startswith("storage.before-restore-") for p in storage.parent.iterdir())
+    assert f"damaged files accepted as lost: {victim}" in capsys.readouterr().out

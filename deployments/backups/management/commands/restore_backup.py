@@ -13,8 +13,15 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("snapshot")
         parser.add_argument("--yes", action="store_true", help="Do not ask for the deployment's slug.")
+        parser.add_argument(
+            "--accept-loss",
+            action="append",
+            default=[],
+            metavar="FILE",
+            help="A storage file the restore named as damaged, accepted as lost (repeat for each).",
+        )
 
-    def handle(self, snapshot, yes=False, **options):
+    def handle(self, snapshot, yes=False, accept_loss=(), **options):
         run = find_run(snapshot)
         slug = run.deployment.slug
         if not yes:
@@ -22,6 +29,6 @@ class Command(BaseCommand):
             if answer.strip() != slug:
                 raise CommandError("not confirmed: nothing changed")
         try:
-            self.stdout.write(backup_restore(run.pk, source="command"))
+            self.stdout.write(backup_restore(run.pk, source="command", accept_losses=accept_loss))
         except Exception as exc:
             raise CommandError(f"restore failed: {exc}") from exc
