@@ -1,4 +1,5 @@
 from django import forms
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django_celery_beat import validators as cron_validators
 
@@ -22,6 +23,7 @@ class BackupScheduleForm(forms.ModelForm):
             "minute", "hour", "day_of_week", "day_of_month", "month_of_year",
             "keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly",
             "include_index", "include_storage", "include_config", "enabled", "bandwidth_limit", "drill_weekly",
+            "alert_emails", "ping_url",
         ]  # fmt: skip
         help_texts = {"preset": "A preset fills the crontab fields; choose Custom to write your own."}
 
@@ -52,7 +54,19 @@ class BackupScheduleForm(forms.ModelForm):
         if not any(data.get(k) for k in ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly")):
             self.add_error("keep_daily", "Keep at least one last, hourly, daily, weekly or monthly snapshot.")
         self._check_folder_unique(data)
+        self._check_someone_told(data)
         return data
+
+    def _check_someone_told(self, data):
+        # A failed or missing backup nobody hears of is the failure this guards against.
+        if "alert_emails" in self.errors or "ping_url" in self.errors:
+            return
+        if not (data.get("alert_emails") or data.get("ping_url") or getattr(settings, "ADMINS_EMAILS", [])):
+            self.add_error(
+                "alert_emails",
+                "Nobody would be told when a backup fails or stops running: enter at least one alert e-mail "
+                "or a ping URL (ALERT_EMAILS, the portal-wide list, is empty).",
+            )
 
     def _clean_cron(self, data):
         for name, validator in CRON_FIELDS.items():

@@ -10,7 +10,15 @@ from deployments.models import Deployment
 from deployments.models.deployment import port_validators
 from portal.crypto import EncryptedTextField
 
-from .validators import validate_host, validate_remote_folder, validate_user
+from .validators import (
+    EMAILS_MAX,
+    PING_URL_MAX,
+    validate_email_list,
+    validate_host,
+    validate_ping_url,
+    validate_remote_folder,
+    validate_user,
+)
 
 # Upper bounds of the retention rules: a week of hours, a year of days, five years of weeks, ten of months.
 RETENTION_LIMITS = {"keep_last": 100, "keep_hourly": 168, "keep_daily": 366, "keep_weekly": 260, "keep_monthly": 120}
@@ -115,9 +123,28 @@ class BackupSchedule(models.Model):
         "bandwidth limit (KiB/s)", null=True, blank=True, help_text="Empty: no limit."
     )
     drill_weekly = models.BooleanField(
-        "weekly restore drill",
+        "restore drills",
         default=True,
-        help_text="Every Sunday at 05:00, prove the newest snapshot restorable in a throwaway Orthanc.",
+        help_text="Every day at 05:00, the least recently drilled snapshots are proved restorable in a throwaway "
+        "Orthanc (each at least every 28 days), and a sample of stored files is re-read against its MD5.",
+    )
+
+    # Who hears of a failure or of silence: mail from the portal, and a ping to an outside monitor
+    # (healthchecks.io or compatible), which notices also when the portal itself is down.
+    alert_emails = models.CharField(
+        "alert e-mails",
+        max_length=EMAILS_MAX,
+        blank=True,
+        validators=[validate_email_list],
+        help_text="Comma-separated; told of a failed run, a failed drill or an overdue schedule (besides ALERT_EMAILS).",
+    )
+    ping_url = models.CharField(
+        "ping URL",
+        max_length=PING_URL_MAX,
+        blank=True,
+        validators=[validate_ping_url],
+        help_text="A healthchecks.io (or compatible) check: pinged at the start (/start), success and failure "
+        "(/fail) of each run, so it raises the alarm when no run comes at all.",
     )
 
     host_key = models.CharField(max_length=1000, blank=True, help_text="Pinned: '<type> <base64>'.")
@@ -228,6 +255,10 @@ class BackupRun(models.Model):
     drill_state = models.CharField(max_length=10, choices=Drill.choices, default=Drill.NONE, blank=True)
     drill_at = models.DateTimeField(null=True, blank=True)
     drill_message = models.TextField(blank=True)
+    # The daily sample of attachments re-read on the target against the manifest's MD5 (rotation.py).
+    sample_state = models.CharField(max_length=10, choices=Drill.choices, default=Drill.NONE, blank=True)
+    sample_at = models.DateTimeField(null=True, blank=True)
+    sample_message = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

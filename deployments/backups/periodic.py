@@ -13,7 +13,7 @@ from django.conf import settings
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
-DRILL_CRON = ("0", "5", "0", "*", "*")  # Sundays at 05:00
+DRILL_CRON = ("0", "5", "*", "*", "*")  # every day at 05:00: the rotating drill and the sample check
 OVERDUE_TASK_NAME = "Check backups are on time"
 OVERDUE_EVERY = 600  # seconds
 
@@ -71,7 +71,7 @@ def _crontab_row(cron):
 
 
 def sync_schedule(schedule):
-    """Make the beat rows of one schedule match it: the backup and its weekly drill."""
+    """Make the beat rows of one schedule match it: the backup and its daily verification."""
     queue = schedule.deployment.queue
     kwargs = json.dumps({"schedule_id": schedule.pk})
     PeriodicTask.objects.update_or_create(
@@ -95,7 +95,7 @@ def sync_schedule(schedule):
             "kwargs": kwargs,
             "queue": queue,
             "enabled": schedule.enabled and schedule.drill_weekly,
-            "description": f"Restore drill of the newest snapshot of {schedule}",
+            "description": f"Rotating restore drill and sample check of the snapshots of {schedule}",
         },
     )
     every, _ = IntervalSchedule.objects.get_or_create(every=OVERDUE_EVERY, period=IntervalSchedule.SECONDS)

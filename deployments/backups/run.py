@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from deployments.orthanc import OrthancClient
 
-from . import alerts, retention
+from . import alerts, pings, retention
 from .control import WindowError, run_stopped, service_of
 from .guardian import Guard
 from .manifest import (
@@ -71,6 +71,7 @@ def backup_run(run_id):
         log.info("backup run %s already claimed or finished: delivery ignored", run_id)
         return None
     run = BackupRun.objects.select_related("schedule__deployment").get(pk=run_id)
+    pings.run_started(run)
     if run.schedule.is_borg:
         from .borg_run import BorgSnapshotter as job_class  # the target kind picks the snapshotter
     else:
@@ -84,6 +85,7 @@ def backup_run(run_id):
         alerts.run_failed(run)
     else:
         job.succeed()
+    pings.run_finished(run)
     return run
 
 

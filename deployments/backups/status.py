@@ -2,8 +2,10 @@
 
 from datetime import timedelta
 
+from django.conf import settings
 from django.utils import timezone
 
+from .alerts import recipients_of
 from .models import BackupRun
 from .periodic import next_run, period
 
@@ -56,7 +58,25 @@ def schedule_status(schedule, now=None, runs=None) -> dict:
         "last_drill": last_drill,
         "active": next((r for r in runs if r.state in BackupRun.ACTIVE), None),
         "period": per,
+        "told": told(schedule, per),
     }
+
+
+def told(schedule, per=None) -> dict:
+    """Who hears of a failure or of silence; ``nobody`` when no one would."""
+    emails = recipients_of(schedule)
+    per = per or period(schedule.cron)
+    return {
+        "emails": emails,
+        "ping": bool(schedule.ping_url),
+        "nobody": not emails and not schedule.ping_url,
+        # What to set at the outside monitor (the pings carry the same values).
+        "cron": " ".join((schedule.minute, schedule.hour, schedule.day_of_month, schedule.month_of_year,
+                          schedule.day_of_week)),
+        "tz": settings.TIME_ZONE,
+        "period": per,
+        "grace": grace(per),
+    }  # fmt: skip
 
 
 def growth(runs, days=30, now=None) -> dict:

@@ -50,14 +50,12 @@ def scheduled_run_task(self, schedule_id):
 
 @shared_task(name="backups.scheduled_drill")
 def scheduled_drill_task(schedule_id):
-    run = (
-        BackupRun.objects.filter(schedule_id=schedule_id, state=BackupRun.State.SUCCEEDED, pruned_at__isnull=True)
-        .exclude(snapshot="")
-        .first()
-    )
-    if run is None:
-        return "no snapshot to drill"
-    return verify_job(run.pk)
+    from .rotation import backup_verify_history
+
+    schedule = BackupSchedule.objects.filter(pk=schedule_id, enabled=True).first()
+    if schedule is None:
+        return "schedule gone or disabled"
+    return backup_verify_history(schedule)
 
 
 @shared_task(name="backups.check_overdue")

@@ -5,6 +5,7 @@ import ipaddress
 import re
 
 from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator, validate_email
 
 HOSTNAME_RE = re.compile(
     r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
@@ -48,3 +49,38 @@ def validate_remote_folder(value):
 
 def is_snapshot_name(name):
     return bool(SNAPSHOT_RE.match(name))
+
+
+PING_URL_MAX = 300
+EMAILS_MAX = 500
+
+
+def validate_ping_url(value):
+    """The URL the portal pings around each run: http(s) only, one line, no credentials in it."""
+    if len(value) > PING_URL_MAX:
+        raise ValidationError(f"The ping URL may be at most {PING_URL_MAX} characters long.")
+    try:
+        URLValidator(schemes=["http", "https"])(value)
+    except ValidationError:
+        raise ValidationError(
+            "Enter an http:// or https:// URL, such as the ping URL healthchecks.io shows for a check."
+        ) from None
+    if "@" in value.split("/", 3)[2]:
+        raise ValidationError("Put no user name or password in the ping URL: the check's UUID is its secret.")
+
+
+def email_list(value):
+    return [part.strip() for part in (value or "").replace(";", ",").split(",") if part.strip()]
+
+
+def validate_email_list(value):
+    if len(value) > EMAILS_MAX:
+        raise ValidationError(f"At most {EMAILS_MAX} characters of addresses.")
+    bad = []
+    for address in email_list(value):
+        try:
+            validate_email(address)
+        except ValidationError:
+            bad.append(address)
+    if bad:
+        raise ValidationError(f"Not an e-mail address: {', '.join(bad)[:200]}. Separate addresses with commas.")
