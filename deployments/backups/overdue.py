@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from deployments.service import ServiceError
 
-from . import alerts
+from . import alerts, pings
 from .control import ensure_running, service_of
 from .models import BackupRun, BackupSchedule
 from .status import RED, schedule_status
@@ -40,6 +40,7 @@ def backups_reap_lost(now=None) -> int:
             except ServiceError as exc:
                 log.error("Orthanc of %s could not be started after a lost backup run: %s", deployment, exc)
         alerts.run_failed(run)
+        pings.run_finished(run)  # the monitor saw its /start: tell it now, not after its grace time
     return reaped
 
 

@@ -159,6 +159,34 @@ def test_a_monitor_that_does_not_answer_never_changes_a_run_and_is_pinged_at_mos
     assert run.state == BackupRun.State.SUCCEEDED
 
 
+def test_a_run_whose_worker_was_lost_pings_fail_when_the_reaper_closes_it(deployment, receiver, settings):
+    from django.utils import timezone
+
+    from deployments.backups.overdue import backups_reap_lost
+
+    schedule = BackupSchedule.objects.create(
+        deployment=deployment, name="Nightly", host="nas", user="b", remote_folder="/srv", ping_url=receiver.url
+    )
+    started = timezone.now() - settings.JOB_LOST_AFTER - timedelta(minutes=1)
+    run = BackupRun.objects.create(
+        schedule=schedule, state=BackupRun.State.RUNNING, created_at=started, started_at=started
+    )
+
+    assert backups_reap_lost() == 1
+
+    base = urlsplit(receiver.url).path
+    assert kinds(receiver.pings, base) == ["/fail"]
+    assert "the worker running this backup was lost" in receiver.facts(receiver.pings[0])["error"]
+    assert receiver.pings[0]["query"]["rid"] == [pings_run_id(run)]
+
+
+def pings_run_id(run):
+    from deployments.backups.pings import run_id
+
+    run.refresh_from_db()
+    return run_id(run)
+
+
 @pytest.fixture
 def deployment(db):
     return Deployment.objects.create(
