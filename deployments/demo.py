@@ -92,3 +92,42 @@ def ensure_demo_deployment(base=None):
         # and the preview then start from it.
         revision_create(deployment, reason="initial configuration of the demo")
     return deployment
+
+
+def ensure_demo_backup(deployment, base=None):
+    """The demo's backups: a local-disk target under var/ (an encrypted Borg repository), hourly,
+    so a newcomer sees a first backup and a drill within minutes of ``make run``."""
+    from .backups.borg import setup_local_target
+    from .backups.models import BackupSchedule
+
+    folder = (base or Path(settings.VAR_DIR) / "demo") / "backup-disk"
+    schedule, _ = BackupSchedule.objects.get_or_create(
+        deployment=deployment,
+        name="Demo: local disk under var/",
+        defaults={
+            "kind": BackupSchedule.Kind.LOCAL,
+            "remote_folder": str(folder),
+            "preset": BackupSchedule.Preset.HOURLY,
+            **dict(zip(("minute", "hour", "day_of_week", "day_of_month", "month_of_year"),
+                       BackupSchedule.PRESET_CRON[BackupSchedule.Preset.HOURLY], strict=True)),
+        },
+    )  # fmt: skip
+    setup_local_target(schedule)  # var/ is no mount point: the marker tells that the folder is the target
+    return schedule
+
+
+def demo_first_backup(schedule_id):
+    """The first backup of the demo and its restore drill (run by runportal in the background)."""
+    from django.db import connection
+
+    from .backups.drill import backup_verify
+    from .backups.models import BackupRun
+    from .backups.run import backup_run, backup_start
+
+    try:
+        run = backup_start(schedule_id, BackupRun.Trigger.MANUAL)
+        run = run and backup_run(run.pk)
+        if run and run.state == BackupRun.State.SUCCEEDED:
+            backup_verify(run.pk)
+    finally:
+        connection.close()

@@ -5,6 +5,7 @@ import json
 import os
 import selectors
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -71,6 +72,17 @@ def test_runportal_prints_its_banner_at_once_to_a_pipe_and_the_demo_orthanc_is_l
         assert {m["Host"] for m in config["DicomModalities"].values()} == {"127.0.0.1"}
         url = next(line.split()[2] for line in lines if line.startswith("Demo Orthanc:"))
         assert requests.get(f"{url}/system", timeout=5).status_code == 401  # up, on loopback
+        assert "A first backup of the demo to " in banner
+        # The newcomer's first backup (to the local-disk target under var/) and its drill, within minutes.
+        deadline, runs = time.monotonic() + 180, []
+        while time.monotonic() < deadline:
+            with sqlite3.connect(var / "portal.sqlite3", timeout=10) as db:
+                runs = db.execute("SELECT state, drill_state, error, drill_message FROM backups_backuprun").fetchall()
+            if runs and runs[0][1] in ("passed", "failed") or runs and runs[0][0] == "failed":
+                break
+            time.sleep(1)
+        assert runs and runs[0][:2] == ("succeeded", "passed"), runs
+        assert (var / "demo" / "backup-disk" / ".orthanc-portal-target").is_file()
     finally:
         proc.send_signal(signal.SIGTERM)  # runportal stops every child it started
         proc.wait(60)

@@ -20,6 +20,8 @@ from pathlib import Path
 from django.conf import settings
 from django.utils import timezone
 
+from portal.files import atomic_write
+
 from .ssh import SSH, Session
 
 BORG = "borg"
@@ -28,6 +30,43 @@ ENCRYPTION = "repokey"
 
 class BorgError(Exception):
     """A sentence for the staff about what went wrong with the Borg repository."""
+
+
+# Written into a local-disk target's folder at set-up: its absence means the disk is not there.
+MARKER = ".orthanc-portal-target"
+
+
+def check_local_target(schedule):
+    """Refuse, before anything is written, a local-disk target whose disk is not there: an
+    unplugged disk leaves an empty folder on the root disk, which a backup would fill."""
+    folder = Path(schedule.remote_folder)
+    if schedule.mount_point:
+        if not os.path.ismount(schedule.mount_point):
+            raise BorgError(
+                f"the backup disk is not mounted at {schedule.mount_point}: plug it in or mount it, then run again "
+                "(nothing was written)"
+            )
+        mount = Path(schedule.mount_point).resolve()
+        if folder.resolve() != mount and mount not in folder.resolve().parents:
+            raise BorgError(f"the backup folder {folder} is not on the disk mounted at {mount}")
+    if not (folder / MARKER).is_file():
+        raise BorgError(
+            f"{folder} has no {MARKER}: the backup disk is unplugged, or it is not the disk set up for this "
+            "schedule (Test connection sets up a new disk); nothing was written"
+        )
+
+
+def setup_local_target(schedule) -> str:
+    """Set a disk up as this schedule's target: the folder and its marker (only on a mounted disk
+    when a mount point is configured)."""
+    if schedule.mount_point and not os.path.ismount(schedule.mount_point):
+        raise BorgError(f"the backup disk is not mounted at {schedule.mount_point}: plug it in or mount it first")
+    folder = Path(schedule.remote_folder)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    marker = folder / MARKER
+    if not marker.exists():
+        atomic_write(marker, f"orthanc-portal backup target of schedule {schedule.pk}\n".encode(), mode=0o600)
+    return f"{folder} is set up as the backup target"
 
 
 def serve_command(schedule) -> str:
@@ -69,18 +108,24 @@ class Repository:
 
     def __init__(self, schedule):
         self.schedule = schedule
-        self.session = Session(schedule)
+        self.session = None if schedule.is_local else Session(schedule)
 
     def __enter__(self):
-        self.session.__enter__()
+        if self.session is None:
+            check_local_target(self.schedule)
+        else:
+            self.session.__enter__()
         return self
 
     def __exit__(self, *exc):
-        self.session.__exit__(*exc)
+        if self.session is not None:
+            self.session.__exit__(*exc)
 
     @property
     def url(self):
         s = self.schedule
+        if s.is_local:
+            return s.target_folder
         host = f"[{s.host}]" if ":" in s.host else s.host
         return f"ssh://{host}{s.target_folder}"
 
@@ -88,23 +133,26 @@ class Repository:
         s = self.schedule
         base = Path(settings.VAR_DIR) / "borg" / f"schedule-{s.pk}"  # cache and security records
         base.mkdir(mode=0o700, parents=True, exist_ok=True)
-        return {
+        env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "LANG": "C.UTF-8",
             "HOME": str(base),
             "BORG_BASE_DIR": str(base),
             "BORG_REPO": self.url,
             "BORG_PASSPHRASE": ensure_passphrase(s),
-            "BORG_RSH": shlex.join([SSH, *self.session._client_options()]),
             # Never answer borg's questions with yes: a moved or unencrypted repository is an error.
             "BORG_RELOCATED_REPO_ACCESS_IS_OK": "no",
             "BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK": "no",
             "BORG_CHECK_I_KNOW_WHAT_I_AM_DOING": "NO",
             "BORG_DELETE_I_KNOW_WHAT_I_AM_DOING": "NO",
         }
+        if self.session is not None:
+            env["BORG_RSH"] = shlex.join([SSH, *self.session._client_options()])
+        return env
 
     def run(self, *args, cwd=None, timeout=3600, warnings_ok=False) -> str:
-        self.session._alive()
+        if self.session is not None:
+            self.session._alive()
         try:
             proc = subprocess.run(  # nosec B603: argument list; secrets in the environment only
                 [BORG, *args],
@@ -168,6 +216,11 @@ def try_login(schedule) -> dict:
     """Test connection: the key is accepted by the forced ``borg serve`` and the repository opens
     (or does not exist yet: the first run makes it)."""
     try:
+        if schedule.is_local:
+            try:
+                check_local_target(schedule)
+            except BorgError:
+                setup_local_target(schedule)  # Test connection of a local disk sets it up
         with Repository(schedule) as repo:
             repo.run("info", "--json", timeout=120)
         return {"ok": True, "free": None}

@@ -25,6 +25,11 @@ from .validators import is_snapshot_name
 STAGE = "portal-snapshot"
 
 
+def _connection(repo):
+    session = repo.session  # None for a local disk
+    return {"ssh_dir": session.dir, "master_pid": session.master.pid} if session else {}
+
+
 class BorgSnapshotter(Snapshotter):
     def execute(self):
         s, d = self.schedule, self.deployment
@@ -37,7 +42,7 @@ class BorgSnapshotter(Snapshotter):
             Repository(s) as repo,
             tempfile.TemporaryDirectory(prefix="portal-borg-") as tmp,
             # Outlives this process: restarts Orthanc and cleans up if the run dies in the stop window.
-            Guard(self.run, ssh_dir=repo.session.dir, master_pid=repo.session.master.pid, temp_dirs=[tmp]) as guard,
+            Guard(self.run, **_connection(repo), temp_dirs=[tmp]) as guard,
         ):
             self.guard = guard
             self.note(f"connected to {repo.url}")

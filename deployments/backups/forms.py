@@ -19,7 +19,7 @@ class BackupScheduleForm(forms.ModelForm):
     class Meta:
         model = BackupSchedule
         fields = [
-            "deployment", "name", "kind", "host", "port", "user", "remote_folder", "preset",
+            "deployment", "name", "kind", "host", "port", "user", "remote_folder", "mount_point", "preset",
             "minute", "hour", "day_of_week", "day_of_month", "month_of_year",
             "keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly",
             "include_index", "include_storage", "include_config", "enabled", "bandwidth_limit", "drill_weekly",
@@ -35,12 +35,21 @@ class BackupScheduleForm(forms.ModelForm):
             # Its snapshots are of one kind: a new kind of target is a new schedule.
             self.fields["kind"].disabled = True
         self.fields["kind"].required = False
+        # A local disk has no host nor user: they are required below for the SSH kinds only.
+        self.fields["host"].required = self.fields["user"].required = False
+        for name in CRON_FIELDS:
+            self.fields[name].required = False
         for name in CRON_FIELDS:
             self.fields[name].required = False
 
     def clean(self):
         data = super().clean()
         data["kind"] = data.get("kind") or BackupSchedule.Kind.RSYNC
+        if data["kind"] != BackupSchedule.Kind.LOCAL:
+            for name, what in (("host", "the target host"), ("user", "the SSH user")):
+                if not data.get(name) and name not in self.errors:
+                    self.add_error(name, f"Enter {what}: an SSH target needs it.")
+        preset = data.get("preset")
         preset = data.get("preset")
         if preset and preset != BackupSchedule.Preset.CUSTOM:
             cron = BackupSchedule.PRESET_CRON[preset]

@@ -50,6 +50,7 @@ class BackupSchedule(models.Model):
     class Kind(models.TextChoices):
         RSYNC = "rsync", "rsync over SSH (plain files, fast local copy)"
         BORG = "borg", "BorgBackup over SSH (encrypted, append-only, off-site)"
+        LOCAL = "local", "Local disk (a mounted USB disk or NAS folder; encrypted Borg repository)"
 
     class Preset(models.TextChoices):
         DAILY_0200 = "daily-0200", "Every day at 02:00"
@@ -153,6 +154,12 @@ class BackupSchedule(models.Model):
     offered_host_key = models.CharField(max_length=1000, blank=True)
     offered_fingerprint = models.CharField(max_length=100, blank=True)
     overdue_alerted_at = models.DateTimeField(null=True, blank=True)
+    mount_point = models.CharField(
+        max_length=255,
+        blank=True,
+        validators=[validate_remote_folder],
+        help_text="Local disk: where the disk is mounted; a run refuses to start when nothing is mounted there.",
+    )
     # Borg: the repository's passphrase and its exported key, both encrypted at rest.
     borg_passphrase = EncryptedTextField(blank=True)
     borg_key = EncryptedTextField(blank=True)
@@ -180,11 +187,17 @@ class BackupSchedule(models.Model):
 
     @property
     def target_label(self):
+        if self.kind == self.Kind.LOCAL:
+            return f"local disk {self.target_folder}"
         return f"{self.user}@{self.host}:{self.port}{self.target_folder}"
 
     @property
     def is_borg(self):
-        return self.kind == self.Kind.BORG
+        return self.kind in (self.Kind.BORG, self.Kind.LOCAL)
+
+    @property
+    def is_local(self):
+        return self.kind == self.Kind.LOCAL
 
     def authorized_keys_line(self):
         """The line for the target's authorized_keys; a Borg target confines the key to an
@@ -193,6 +206,8 @@ class BackupSchedule(models.Model):
 
         identity = getattr(self.deployment, "backup_identity", None)
         if identity is None:
+            return ""
+        if self.is_local:
             return ""
         return authorized_keys_line(self, identity.public_key) if self.is_borg else identity.authorized_keys_line
 

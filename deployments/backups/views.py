@@ -131,6 +131,9 @@ def schedule_run(request, pk):
 def test_connection(request, pk):
     schedule = get_object_or_404(BackupSchedule.objects.select_related("deployment"), pk=pk)
     context = {"schedule": schedule}
+    if schedule.is_local:  # no host key: the disk is checked (and set up the first time) instead
+        context["login"] = _try_login(schedule)
+        return render(request, "backups/test_connection.html", context)
     try:
         offered = offered_key(schedule)
     except SshError as exc:

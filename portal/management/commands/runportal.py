@@ -13,6 +13,7 @@ import signal
 # Fixed argument lists, never a shell.
 import subprocess  # nosec B404
 import sys
+import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -22,7 +23,7 @@ from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.core.management.base import BaseCommand, CommandError
 
-from deployments.demo import ensure_demo_deployment
+from deployments.demo import demo_first_backup, ensure_demo_backup, ensure_demo_deployment
 from deployments.models import Deployment
 from deployments.service import LocalService, ServiceError
 from portal.roles import ADMIN
@@ -93,6 +94,11 @@ class Command(BaseCommand):
         )
         if password:
             self.stdout.write(self.style.WARNING(f"First Admin: user 'admin', password '{password}' (shown once)"))
+        schedule = ensure_demo_backup(deployment)
+        if not schedule.runs.exists():
+            # In this process, beside the worker: the first backup need not wait for the hour.
+            threading.Thread(target=demo_first_backup, args=(schedule.pk,), daemon=True).start()
+            self.stdout.write(f"A first backup of the demo to {schedule.target_folder} and its restore drill run now.")
         self.stdout.write("Press Ctrl-C to stop everything.\n")
         self.stdout.flush()
 
