@@ -39,8 +39,6 @@ class BackupScheduleForm(forms.ModelForm):
         self.fields["host"].required = self.fields["user"].required = False
         for name in CRON_FIELDS:
             self.fields[name].required = False
-        for name in CRON_FIELDS:
-            self.fields[name].required = False
 
     def clean(self):
         data = super().clean()
@@ -49,7 +47,6 @@ class BackupScheduleForm(forms.ModelForm):
             for name, what in (("host", "the target host"), ("user", "the SSH user")):
                 if not data.get(name) and name not in self.errors:
                     self.add_error(name, f"Enter {what}: an SSH target needs it.")
-        preset = data.get("preset")
         preset = data.get("preset")
         if preset and preset != BackupSchedule.Preset.CUSTOM:
             cron = BackupSchedule.PRESET_CRON[preset]
