@@ -19,6 +19,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from deployments.orthanc import OrthancClient
+from deployments.render import SECRET_FILES
 
 from . import alerts, pings, retention
 from .control import WindowError, run_stopped, service_of
@@ -100,6 +101,7 @@ class Snapshotter:
         self.wire = 0
         self.index_files = {}
         self.checksums = {}  # storage path → MD5 as Orthanc's index records it
+        self.verified = False  # every storage file of the new snapshot read back and matching
         self.finish = []  # commands run with the final rename, in the same round trip
         self.previous_manifest = None
         self.guard = None
@@ -179,7 +181,8 @@ class Snapshotter:
                 doomed = self._doomed([*snapshots, name])
                 manifest = self._copy(ssh, stage, base, previous, partial, sqlite, bulk)
                 manifest["damaged_before"] = self._verify(ssh, stage, partial, previous)
-                manifest["verified"] = bool(self.checksums)
+                manifest["verified"] = self.verified
+                doomed = self._keep_verified(doomed, previous)
                 data = json.dumps(manifest, indent=1, sort_keys=True).encode()
                 self.wire += len(data)
                 # One round trip: manifest, rename, then (after the rename only) retention.
@@ -266,7 +269,10 @@ class Snapshotter:
 
     def _excludes(self):
         inside = index_inside_storage(self.deployment)
-        return ["--exclude=/storage/index", "--exclude=/storage/index-*"] if inside else []
+        # The files holding passwords stay off the plain-file target: the portal keeps them encrypted
+        # and renders them again (push_config), so a snapshot never holds a password in clear.
+        secrets = [f"--exclude=/config/{name}" for name in sorted(SECRET_FILES)]
+        return [*secrets, *(["--exclude=/storage/index", "--exclude=/storage/index-*"] if inside else [])]
 
     def _bulk(self, ssh, stage, base, previous, partial):
         """The copy while Orthanc runs: everything but the index, unchanged files hard-linked."""
@@ -378,6 +384,7 @@ class Snapshotter:
         damaged = damaged_files(self.checksums, self._remote_md5(ssh, partial, self.checksums))
         if not damaged:
             self.note(f"verified {len(self.checksums)} storage files against Orthanc's MD5")
+            self.verified = True
             return []
         where = f"snapshot {previous}" if previous else "the target"
         self.note(f"DAMAGED on the target in {where}, sent again: {', '.join(damaged)}")
@@ -395,6 +402,7 @@ class Snapshotter:
                 f"storage files still differ from Orthanc's MD5 after sending them again: {', '.join(still)}"
             )
         self.note(f"verified {len(self.checksums)} storage files against Orthanc's MD5 after the repair")
+        self.verified = True
         alerts.send(
             f"Backup found DAMAGED files on the target: {self.schedule}",
             f"These storage files of {where} no longer match the MD5 Orthanc recorded for them; the new snapshot "
@@ -439,6 +447,15 @@ class Snapshotter:
             snapshots, s.keep_daily, s.keep_weekly, s.keep_monthly, last=s.keep_last, hourly=s.keep_hourly
         )
         return [n for n in snapshots if n not in keep and is_snapshot_name(n)]
+
+    def _keep_verified(self, doomed, previous):
+        """Retention never deletes the newest verified snapshot: while this one is not verified (no
+        storage, or no checksums to verify against), the previous one stays if it was."""
+        if self.verified or not (self.previous_manifest or {}).get("verified"):
+            return doomed
+        if previous in doomed:
+            self.note(f"keeping {previous}, the newest verified snapshot, whatever retention says")
+        return [n for n in doomed if n != previous]
 
     def _pruned(self, doomed, error):
         if error is not None:  # the new snapshot is safe; the next run tries the pruning again

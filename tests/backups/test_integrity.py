@@ -117,3 +117,28 @@ def test_restore_of_a_damaged_snapshot_refuses_names_the_file_and_changes_nothin
 
     assert any(p.name.startswith("storage.before-restore-") for p in storage.parent.iterdir())
     assert f"damaged files accepted as lost: {victim}" in capsys.readouterr().out
+
+
+def test_retention_never_deletes_the_newest_verified_snapshot_while_newer_ones_are_not_verified(backup_setup):
+    keep_nothing = {"keep_last": 0, "keep_hourly": 0, "keep_daily": 0, "keep_weekly": 0, "keep_monthly": 0}
+    setup = backup_setup(**keep_nothing)  # retention alone would keep only the newest
+    upload_studies(setup.orthanc.client(), studies=1, per_study=2)
+    verified = setup.run()
+    assert manifest_of(setup, verified)["verified"] is True
+    setup.schedule.include_storage = False  # snapshots without the images: nothing to read back
+    setup.schedule.save()
+
+    unverified = setup.run()
+
+    assert unverified.state == BackupRun.State.SUCCEEDED, unverified.error
+    assert manifest_of(setup, unverified)["verified"] is False
+    assert setup.snapshots() == [verified.snapshot, unverified.snapshot]
+    assert f"keeping {verified.snapshot}, the newest verified snapshot" in unverified.log_tail
+
+    setup.schedule.include_storage = True
+    setup.schedule.save()
+    upload_studies(setup.orthanc.client(), studies=1, per_study=1, patient="N")
+    latest = setup.run()
+
+    assert manifest_of(setup, latest)["verified"] is True
+    assert setup.snapshots() == [latest.snapshot]  # a newer verified one: the older ones may go
