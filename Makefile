@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export DEBUG ?= 1
 
-.PHONY: run test lint bench system-packages system-packages-test venv
+.PHONY: run test lint bench mutation system-packages system-packages-test venv
 
 run: system-packages venv var/portal.env
 	$(PY) manage.py migrate --noinput
@@ -22,6 +22,14 @@ lint: venv
 
 bench: system-packages-test venv
 	$(PY) bench/run.py
+
+# Mutation testing of the modules that decide access and what the machines are told (tests/mutation/).
+mutation: system-packages-test venv $(VENV)/.mutation-installed
+	$(PY) -m tests.mutation.run
+
+$(VENV)/.mutation-installed: requirements-mutation.txt $(VENV)/.installed
+	$(PY) -m pip install -q -r requirements-mutation.txt
+	touch $@
 
 system-packages:
 	@scripts/install-system-packages run

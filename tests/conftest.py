@@ -23,11 +23,15 @@ from django.contrib.auth.models import Group, User
 from deployments.demo import local_deployment, make_folders
 from deployments.models import Deployment
 from deployments.push import write_files
-from deployments.render import render_deployment
+from deployments.render import probe_of, render_deployment
 from deployments.service import LocalService
 from portal.roles import ADMIN, SCHEDULER, VIEWER
 
 ROOT = Path(__file__).resolve().parent.parent
+# Under `make mutation` the tests run in mutmut's copy of the project (mutants/), whose
+# deployments/worklist_server.py calls into mutmut, which Orthanc's Python does not have.
+UNDER_MUTMUT = os.environ.get("MUTANT_UNDER_TEST") is not None
+WORKLIST_SERVER = (ROOT.parent if UNDER_MUTMUT else ROOT) / "deployments" / "worklist_server.py"
 SETUP_HINT = "run 'make test' once (it installs the Debian packages and the .venv), or: apt-get install {}"
 
 
@@ -52,6 +56,38 @@ def wait_for(predicate, timeout=10.0, interval=0.1, message="condition"):
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under `make mutation`, mutmut runs a mutant's tests with -x: the ones without an Orthanc
+    go first, so a mutant they catch costs no Orthanc start."""
+    if UNDER_MUTMUT:
+        items.sort(key=lambda item: item.get_closest_marker("orthanc") is not None)
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    """Each process its own SQLite test database. A process forked after the settings were read
+    (mutmut's workers in `make mutation`) would otherwise share its parent's file."""
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        db["TEST"]["NAME"] = str(Path(settings.VAR_DIR) / f"test-{os.getpid()}.sqlite3")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _orthanc_runs_the_worklist_server_as_written():
+    """The Orthancs of the tests run deployments/worklist_server.py as written, also in mutmut's
+    copy (its mutants are judged in a real Orthanc by tests/mutation/orthanc.py instead)."""
+    if not UNDER_MUTMUT:
+        yield
+        return
+    import deployments.render
+
+    written = WORKLIST_SERVER.read_bytes()
+    original = deployments.render.worklist_script
+    deployments.render.worklist_script = lambda: written
+    yield
+    deployments.render.worklist_script = original
 
 
 # ---------------------------------------------------------------- staff users per role
@@ -105,6 +141,7 @@ class OrthancInstance:
             self.deployment, self.users, self.modalities, plugins_dir=settings.ORTHANC_PLUGINS_DIR
         )
         write_files(folder, files)
+        self.probe = probe_of(files)  # what the push asks the running configuration with
 
     def start(self):
         self.service.start(wait=20)

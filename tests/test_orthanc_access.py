@@ -6,13 +6,12 @@ import pytest
 import requests
 
 from deployments.models import Modality, OrthancUser
+from tests import orthanc_roles
 from tests.conftest import OrthancInstance, require_binary
-from tests.dicomfiles import make_instance
 
 pytestmark = pytest.mark.orthanc
 
-ROLES = ["admin", "operator", "viewer", "uploader"]
-PASSWORD = "Long-enough-pa55word-{}"
+PASSWORD = orthanc_roles.PASSWORD
 
 
 @pytest.fixture(scope="module")
@@ -23,54 +22,38 @@ def role_orthanc(tmp_path_factory):
     instance = OrthancInstance(
         tmp_path_factory.mktemp("roles"), execute_lua_enabled=True, rest_api_write_to_file_system_enabled=True
     )
-    for role in ROLES:
-        instance.users.append(OrthancUser(username=f"{role}1", password=PASSWORD.format(role), role=role))
+    instance.users += orthanc_roles.users()
     instance.write_config()
     instance.start()
-    # Something to read, change and delete.
-    instance.study = instance.client().upload(make_instance(patient_id="ROLE1"))
-    yield instance
+    yield orthanc_roles.Session(instance).prepare()
     instance.stop()
 
 
-def _call(instance, role, method, path, **kwargs):
-    auth = (f"{role}1", PASSWORD.format(role))
-    return requests.request(method, f"{instance.url}{path}", auth=auth, timeout=10, **kwargs).status_code
+@pytest.mark.parametrize("route", orthanc_roles.ROUTES, ids=[r.id for r in orthanc_roles.ROUTES])
+def test_each_role_reaches_exactly_the_routes_its_role_allows(role_orthanc, route):
+    assert role_orthanc.check(route) == []
 
 
-# (method, path, body) → the roles allowed; everyone else gets 403.
-CASES = [
-    ("GET", "/system", None, {"admin", "operator", "viewer"}),
-    ("GET", "/patients", None, {"admin", "operator", "viewer"}),
-    ("POST", "/tools/find", {"Level": "Study", "Query": {}}, {"admin", "operator"}),
-    ("POST", "/tools/execute-script", "print(1)", {"admin"}),
-    ("POST", "//tools//execute-script", "print(1)", {"admin"}),
-    ("PUT", "/patients/{patient}/protected", "1", {"admin", "operator"}),
-    ("POST", "/instances", "DICOM", {"admin", "operator", "uploader"}),
-    ("POST", "/instances/{instance}/export", "{export}", {"admin"}),
-    ("DELETE", "/instances/{instance}", None, {"admin"}),
-]
+def test_the_push_probe_answers_yes_only_to_this_very_configuration(role_orthanc):
+    assert role_orthanc.check_probe() == []
 
 
-@pytest.mark.parametrize("method, path, body, allowed", CASES, ids=[f"{c[0]} {c[1]}" for c in CASES])
-def test_each_role_may_do_exactly_what_its_role_allows(role_orthanc, method, path, body, allowed):
-    ids = {"patient": role_orthanc.study["ParentPatient"], "instance": role_orthanc.study["ID"]}
-    path = path.format(**ids)
-    if body == "{export}":
-        body = str(role_orthanc.base / "export.dcm")
-    for role in ROLES:
-        data = make_instance(patient_id="UP1") if body == "DICOM" else body
-        kwargs = {"json": data} if isinstance(data, dict) else {"data": data}
-        if role in allowed and method == "DELETE":
-            continue  # only the last allowed role deletes, below
-        status = _call(role_orthanc, role, method, path, **kwargs)
-        if role in allowed:
-            # Allowed by the filter: Orthanc answers (an error of its own is fine, never 401/403).
-            assert status not in (401, 403), f"{role} {method} {path}: {status}"
-        else:
-            assert status == 403, f"{role} {method} {path}: {status} (expected 403)"
-    if method == "DELETE":
-        assert _call(role_orthanc, "admin", method, path) == 200
+def test_a_viewer_finds_a_study_by_post_and_a_role_the_filter_does_not_know_reads_nothing(role_orthanc):
+    session = role_orthanc
+    found = session.http.post(
+        f"{session.url}/tools/find", json=orthanc_roles.FIND, auth=orthanc_roles.auth("viewer"), timeout=10
+    )
+    assert found.status_code == 200 and session.ids["study"] in found.json()
+    looked_up = session.http.post(
+        f"{session.url}/tools/lookup", data="ROLE1", auth=orthanc_roles.auth("viewer"), timeout=10
+    )
+    assert session.ids["patient"] in [r["ID"] for r in looked_up.json()]
+    assert session.call("auditor", "GET", "/system") == 403
+
+
+def test_without_authentication_no_request_has_a_user_and_the_filter_refuses_all(orthanc_factory):
+    instance = orthanc_factory(authentication_enabled=False)
+    assert orthanc_roles.check_anonymous(instance.url) == []
 
 
 def test_an_unknown_user_gets_401_and_a_wrong_password_too(role_orthanc):

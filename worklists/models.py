@@ -71,6 +71,14 @@ class Patient(models.Model):
         """Family^Given^Middle^Prefix^Suffix without trailing empty components."""
         return "^".join(getattr(self, f) for f in self.NAME_FIELDS).rstrip("^")
 
+    def clean(self):
+        # DICOM PN counts the whole name as written (Family^Given^Middle^Prefix^Suffix), not each part.
+        super().clean()
+        try:
+            vr.check_pn(self.dicom_name)
+        except ValidationError as exc:
+            raise ValidationError({"family_name": exc.messages}) from exc
+
     @property
     def display_name(self):
         given = " ".join(p for p in (self.prefix, self.given_name, self.middle_name) if p)

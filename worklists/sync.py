@@ -114,8 +114,13 @@ def worklist_sync(deployment_id, today=None, full=False) -> SyncResult:
     started = time.perf_counter()
     # One sync at a time per folder, across processes: it also makes our leftover temporary
     # files safe to delete (no writer of ours is running).
-    with file_lock(folder / LOCK_NAME, mode=0o644):
-        result = _reconcile(deployment, folder, today, full)
+    try:
+        with file_lock(folder / LOCK_NAME, mode=0o644):
+            result = _reconcile(deployment, folder, today, full)
+    except OSError as exc:  # a read-only folder: not even the lock can be taken
+        message = f"Cannot write in the worklist folder {folder}: {exc.strerror or exc}."
+        WorklistState.objects.filter(pk=state.pk).update(last_sync_error=message[:300], last_sync_at=timezone.now())
+        raise SyncError(message) from exc
     result.seconds = time.perf_counter() - started
     WorklistState.objects.filter(pk=state.pk).update(
         last_sync_at=timezone.now(),
@@ -211,7 +216,7 @@ def _write(folder, to_write, ours, result):
     pending = []
     for entry, data, error in rendered:
         if error:
-            result.errors.append(f"{entry.accession_number}: {error}")
+            entry._outcome = (entry.file_hash, error[:300])
             continue
         digest = content_hash(data)
         # Same bytes already on disk (e.g. only the internal notes changed): nothing to write.
@@ -243,10 +248,7 @@ def _write(folder, to_write, ours, result):
 
     changed = []
     for entry, _data, _ in rendered:
-        outcome = getattr(entry, "_outcome", None)
-        if outcome is None:
-            outcome = (entry.file_hash, "cannot render the entry")
-        digest, error = outcome
+        digest, error = entry._outcome
         if error:
             result.errors.append(f"{entry.accession_number}: {error}")
             entry.sync_state, entry.sync_error = SyncState.ERROR, error

@@ -9,9 +9,11 @@ import re
 
 from django.core.exceptions import ValidationError
 
-# Characters a DICOM text value may not hold: the value separator, and control characters
-# (ESC is allowed by the standard only for ISO 2022 code extensions, which we never write).
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Characters a DICOM text value may not hold: the value separator, and control characters, C0,
+# DEL and C1 (ESC is allowed by the standard only for ISO 2022 code extensions, which we never write).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# AE titles use the default repertoire only (PS3.5 6.2): printable ASCII.
+_AE = re.compile(r"^[\x20-\x7e]*$")
 _CS = re.compile(r"^[A-Z0-9 _]*$")
 _UI = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 _TM = re.compile(r"^([01][0-9]|2[0-3])([0-5][0-9]([0-5][0-9](\.[0-9]{1,6})?)?)?$")
@@ -58,8 +60,10 @@ def check_cs(value):
 
 
 def check_ae(value):
-    """AE, application entity title: 16 characters, no backslash, not only spaces."""
+    """AE, application entity title: 16 characters of printable ASCII, no backslash, not only spaces."""
     _text(value, 16, "AE")
+    if not _AE.match(value):
+        raise ValidationError("An AE title is plain ASCII: letters A–Z, digits, spaces, signs (DICOM AE).", code="ae")
     if value and not value.strip():
         raise ValidationError("An AE title cannot be only spaces (DICOM AE, at most 16).", code="ae")
 
@@ -77,17 +81,18 @@ def check_pn_component(value):
 
 
 def check_pn(value):
-    """A whole PN written as Family^Given^Middle^Prefix^Suffix: each component at most 64."""
+    """A whole PN written as Family^Given^Middle^Prefix^Suffix: at most 5 components, and at most 64
+    characters for all of them with their ^ (PS3.5 6.2: 64 per component group; we write one group)."""
     _control(value, "PN")
     if "=" in value or "\\" in value:
         raise ValidationError(
             "= and \\ are not allowed in a person name (DICOM PN); separate parts with ^.", code="pn_separator"
         )
-    parts = value.split("^")
-    if len(parts) > 5:
-        raise ValidationError("A DICOM PN has at most 5 parts separated by ^ (family^given^middle^prefix^suffix).")
-    for part in parts:
-        _length(part, 64, "PN component")
+    if len(value.split("^")) > 5:
+        raise ValidationError(
+            "A DICOM PN has at most 5 parts separated by ^ (family^given^middle^prefix^suffix).", code="pn_parts"
+        )
+    _length(value, 64, "PN, the whole name with its ^")
 
 
 def check_ui(value):

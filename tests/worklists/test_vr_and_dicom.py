@@ -22,7 +22,7 @@ from worklists.models import InvalidTransition, WorklistEntry
         (vr.check_pn_component, "Doe=X", "="),
         (vr.check_pn_component, "Doe\\X", "\\"),
         (vr.check_pn_component, "Doe\nX", "Control characters"),
-        (vr.check_pn, "A^" + "B" * 65, "At most 64 characters (DICOM PN component)"),
+        (vr.check_pn, "A^" + "B" * 65, "At most 64 characters (DICOM PN, the whole name with its ^); this has 67"),
         (vr.check_lo, "x" * 65, "At most 64 characters (DICOM LO); this has 65"),
         (vr.check_sh, "x" * 17, "At most 16 characters (DICOM SH); this has 17"),
         (vr.check_cs, "us", "capital letters"),

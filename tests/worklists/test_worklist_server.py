@@ -11,7 +11,6 @@ import pytest
 from django.utils import timezone
 from pydicom.dataset import Dataset
 
-from deployments.worklist_server import date_bounds, file_keys, may_match, query_keys
 from tests.worklists.conftest import add_stations, cfind, make_entry
 from worklists.cfind import find, worklist_query
 from worklists.dicom import entry_bytes, entry_dataset
@@ -19,40 +18,6 @@ from worklists.models import WorklistEntry
 from worklists.sync import worklist_sync
 
 pytestmark = pytest.mark.orthanc
-
-
-def test_date_query_forms_are_read_as_bounds_and_other_forms_are_left_to_orthanc():
-    assert date_bounds("20261122") == ("20261122", "20261122")
-    assert date_bounds("20261120-20261125") == ("20261120", "20261125")
-    assert date_bounds("20261122-") == ("20261122", None)
-    assert date_bounds("-20261122") == (None, "20261122")
-    for other in ("", "-", "*", "2026.11.22", "2026112220261123", "20261122\\20261123", "202611"):
-        assert date_bounds(other) is None, other
-
-
-def test_the_preselection_never_drops_a_file_whose_keys_match():
-    file = ("20261122", "US1", "ACC-1")
-    for query in [
-        {},
-        {"0040,0100": [{"0040,0002": "20261122", "0040,0001": "US1"}]},
-        {"0040,0100": [{"0040,0002": "20261101-20261130", "0040,0001": "us1 "}]},
-        {"0040,0100": [{"0040,0002": "-20261122"}], "0008,0050": "acc-1"},
-        {"0040,0100": [{"0040,0001": "US*"}], "0008,0050": "ACC*"},
-        {"0040,0100": [{"0040,0002": "20261122-"}], "0008,0050": "ACC-1"},
-        {"0040,0100": []},
-    ]:
-        assert may_match(file, query_keys(query)), query
-    for query in [
-        {"0040,0100": [{"0040,0002": "20261123"}]},
-        {"0040,0100": [{"0040,0002": "-20261121"}]},
-        {"0040,0100": [{"0040,0001": "US2"}]},
-        {"0008,0050": "ACC-2"},
-    ]:
-        assert not may_match(file, query_keys(query)), query
-    # A file whose keys could not be read always goes to Orthanc's matcher.
-    assert may_match(None, query_keys({"0008,0050": "ACC-2"}))
-    # A file without a date or station cannot be told apart here either.
-    assert may_match(file_keys({"0008,0050": "ACC-1"}), query_keys({"0040,0100": [{"0040,0002": "20261123"}]}))
 
 
 def _two_servers(orthanc_factory):
