@@ -58,8 +58,8 @@ def test_a_study_of_another_deployment_or_a_closed_entry_moves_nothing(wl_deploy
     )
     make_entry(wl_deployment, accession="ACC-X")
     for status in (Status.COMPLETED, Status.CANCELLED, Status.DISCONTINUED):
-        make_entry(wl_deployment, accession=f"CLOSED-{status}", status=status)
-        assert study_arrived(wl_deployment, f"CLOSED-{status}", "", stable=True) is None
+        make_entry(wl_deployment, accession=f"X-{status}", status=status)
+        assert study_arrived(wl_deployment, f"X-{status}", "", stable=True) is None
     assert study_arrived(other, "ACC-X", "", stable=False) is None
     assert WorklistEntry.objects.get(accession_number="ACC-X").status == Status.SCHEDULED
 
