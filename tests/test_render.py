@@ -204,6 +204,8 @@ def test_dicomweb_loads_its_plugin_and_sections_keep_the_keys_an_import_kept():
     assert config["DicomWeb"] == {"Ssl": True, "Enable": True, "Root": "/dicom-web/"}
     assert config["Worklists"] == {"FilterIssuerAet": True, "Enable": True, "Database": "/srv/orthanc/worklists"}
     assert "DicomWeb" not in json.loads(_render()["orthanc.json"])
+    fresh = json.loads(_render(dicomweb_enabled=True, dicomweb_root="/dw/")["orthanc.json"])  # nothing imported
+    assert fresh["DicomWeb"] == {"Enable": True, "Root": "/dw/"}
 
 
 def test_the_postgresql_index_is_configured_in_its_own_secret_file():

@@ -87,8 +87,7 @@ def worklist_completion(deployment_id) -> dict:
                 seq = max(seq, change["Seq"])
             WorklistState.objects.filter(pk=state.pk).update(last_change_seq=seq)
             if page.get("Done", True) or not page.get("Changes"):
-                seq = max(seq, page.get("Last", seq))
-                break
+                break  # seq is the newest change read: Orthanc's Last of a page is never beyond it
         error = ""
     except OrthancError as exc:
         error = str(exc)

@@ -109,7 +109,7 @@ def worklist_sync(deployment_id, today=None, full=False) -> SyncResult:
     state = WorklistState.of(deployment)
     if not folder.is_dir():
         message = f"The worklist folder {folder} does not exist: create it on the Orthanc host (owned by Orthanc)."
-        WorklistState.objects.filter(pk=state.pk).update(last_sync_error=message, last_sync_at=timezone.now())
+        WorklistState.objects.filter(pk=state.pk).update(last_sync_error=message[:300], last_sync_at=timezone.now())
         raise SyncError(message)
     started = time.perf_counter()
     # One sync at a time per folder, across processes: it also makes our leftover temporary
@@ -257,7 +257,6 @@ def _write(folder, to_write, ours, result):
             entry.in_folder, entry.file_hash = True, digest
             # The revision this file shows; a save since then keeps the entry pending.
             entry.synced_revision = entry.revision
-        entry.synced_at = now
         changed.append(entry)
     _record(changed, now)
 

@@ -232,3 +232,11 @@ def test_orthanc_s_index_records_the_md5_of_each_stored_file(orthanc):
     for rel, md5 in checksums.items():
         assert md5_of(storage / rel) == md5
     assert damaged_files(checksums, {rel: md5_of(storage / rel) for rel in checksums}) == []
+
+
+@pytest.mark.orthanc
+def test_an_orthanc_that_keeps_no_md5_gives_nothing_to_check(orthanc_factory):
+    instance = orthanc_factory(extra_config={"StoreMD5ForAttachments": False})
+    instance.client().upload(make_instance(patient_id="NOMD5", size=32))
+    instance.stop()
+    assert attachment_checksums(Path(instance.deployment.storage_dir) / "index") == {}

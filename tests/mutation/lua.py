@@ -226,9 +226,11 @@ class Server:
         return False
 
     def _wait_for_answer(self, timeout=20.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.instance.service.is_running():
+        started = time.monotonic()
+        while time.monotonic() < started + timeout:
+            # Right after the start the process may not show Orthanc's command line yet: only a
+            # process still gone after a few seconds has exited.
+            if time.monotonic() > started + 3 and not self.instance.service.is_running():
                 return False
             try:
                 requests.get(f"{self.instance.url}/system", timeout=2)

@@ -80,12 +80,18 @@ def run_mutmut(max_children):
     print(f"mutmut: done in {time.monotonic() - started:.0f} s", flush=True)
 
 
+def _summary_only(line):
+    """The passes in Orthanc log one line a mutant, then a summary: print the summary."""
+    if not line.lstrip().split("/")[0].isdigit():
+        print(line, flush=True)
+
+
 def run_worklist_server_in_orthanc():
     from tests.mutation import orthanc
 
     alive = [name for module, name, status in mutmut_mutants() if module == orthanc.MODULE and status != KILLED]
     print(f"worklist server: {len(alive)} mutants mutmut left alive, into a real Orthanc", flush=True)
-    results = orthanc.run(alive, log=lambda line: None)
+    results = orthanc.run(alive, log=_summary_only)
     (WORK / "worklist-orthanc-results.json").write_text(json.dumps([vars(r) for r in results], indent=1))
 
 
@@ -93,7 +99,7 @@ def run_lua():
     from tests.mutation import lua
 
     print("Lua filter: mutating deployments/lua.py FILTER against a real Orthanc", flush=True)
-    results = lua.run(log=lambda line: None)
+    results = lua.run(log=_summary_only)
     (WORK / "lua-results.json").write_text(json.dumps([vars(r) for r in results], indent=1, ensure_ascii=False))
 
 

@@ -50,6 +50,8 @@ def test_a_study_moves_the_entry_it_matches_by_accession_or_study_uid_and_only_t
     )
     assert by_accession.study_arrived_at is not None and untouched.study_arrived_at is None
     assert audit_of(by_accession) == ["Orthanc received the study"]
+    audit = AuditEntry.objects.get(object_id=str(by_accession.pk))
+    assert audit.changes["status"] == ["SCHEDULED", "IN_PROGRESS"]
 
 
 def test_a_study_of_another_deployment_or_a_closed_entry_moves_nothing(wl_deployment):
@@ -127,6 +129,17 @@ def test_no_show_starts_at_the_end_of_the_day_plus_the_grace_in_local_time(wl_de
     )
     assert audit_of(late) == ["not started by the end of the day and the grace period"]
     assert mark_no_shows(wl_deployment, now=midnight + datetime.timedelta(hours=4)) == 0
+
+
+def test_no_shows_are_marked_in_their_own_deployment_only(wl_deployment):
+    other = Deployment.objects.create(
+        name="Other", slug="other-ns", orthanc_url="http://127.0.0.1:9", service_password="x" * 24
+    )
+    theirs = make_entry(other, day=datetime.date(2026, 3, 1))
+    ours = make_entry(wl_deployment, day=datetime.date(2026, 3, 1))
+    assert mark_no_shows(wl_deployment, now=timezone.make_aware(datetime.datetime(2026, 3, 5, 12))) == 1
+    assert WorklistEntry.objects.get(pk=ours.pk).status == Status.NO_SHOW
+    assert WorklistEntry.objects.get(pk=theirs.pk).status == Status.SCHEDULED
 
 
 def test_the_grace_defaults_to_two_hours(wl_deployment, settings):
@@ -279,10 +292,12 @@ def test_a_study_deleted_before_the_poll_is_skipped(fed):
     result = worklist_completion(fed.pk)
     entry.refresh_from_db()
     assert (entry.status, result["matched"]) == (Status.SCHEDULED, 0)
+    assert result["last_seq"] == WorklistState.objects.get(deployment=fed).last_change_seq
 
 
 def test_an_orthanc_that_does_not_answer_is_recorded_and_the_no_shows_are_marked_anyway(wl_deployment):
-    Deployment.objects.filter(pk=wl_deployment.pk).update(orthanc_url=f"http://127.0.0.1:{free_port()}")
+    url = f"http://127.0.0.1:{free_port()}"
+    Deployment.objects.filter(pk=wl_deployment.pk).update(orthanc_url=url)
     late = make_entry(wl_deployment, day=timezone.localdate() - datetime.timedelta(days=5))
     WorklistState.objects.create(deployment=wl_deployment, last_change_seq=42)
 
@@ -290,7 +305,7 @@ def test_an_orthanc_that_does_not_answer_is_recorded_and_the_no_shows_are_marked
         worklist_completion(wl_deployment.pk)
 
     state = WorklistState.objects.get(deployment=wl_deployment)
-    assert state.last_poll_error == str(error.value)[:300] and state.last_poll_error
+    assert str(error.value) == state.last_poll_error == f"Orthanc at {url} is unreachable (ConnectionError)"
     assert state.last_change_seq == 42 and state.last_poll_at is not None
     late.refresh_from_db()
     assert late.status == Status.NO_SHOW
@@ -374,3 +389,42 @@ def test_each_page_read_is_recorded_so_a_poll_that_fails_midway_resumes_after_it
 
     monkeypatch.setattr(completion, "_handle_study", handle)
     assert worklist_completion(fed.pk)["matched"] == 2
+
+
+@pytest.mark.orthanc
+def test_a_long_error_of_orthanc_fits_its_column(fed, monkeypatch):
+    make_entry(fed, accession="POLL-L")
+    fed.client.upload(make_instance(patient_id="PL", accession="POLL-L"))
+
+    def failing(deployment, client, change):
+        raise OrthancError("Orthanc answered 500: " + "details " * 60)  # Orthanc's own Details can be long
+
+    monkeypatch.setattr(completion, "_handle_study", failing)
+    with pytest.raises(OrthancError) as error:
+        worklist_completion(fed.pk)
+    assert WorklistState.objects.get(deployment=fed).last_poll_error == str(error.value)[:300]
+    assert len(str(error.value)) > 300
+
+
+@pytest.mark.orthanc
+def test_an_orthanc_error_midway_through_a_page_keeps_the_changes_read_before_it(fed, monkeypatch):
+    monkeypatch.setattr(completion, "PAGE", 4)  # one upload's four changes a page
+    for n in range(2):
+        make_entry(fed, accession=f"MID-{n}")
+        fed.client.upload(make_instance(patient_id=f"PM{n}", accession=f"MID-{n}"))
+    start = WorklistState.objects.get(deployment=fed).last_change_seq
+    handle = completion._handle_study
+    calls = []
+
+    def failing_on_the_second_study(deployment, client, change):
+        calls.append(change["Seq"])
+        if len(calls) == 2:
+            raise OrthancError("Orthanc stopped answering")
+        return handle(deployment, client, change)
+
+    monkeypatch.setattr(completion, "_handle_study", failing_on_the_second_study)
+    with pytest.raises(OrthancError, match="stopped answering"):
+        worklist_completion(fed.pk)
+    # Each upload's changes: instance, series, study, patient; the second study is change 7.
+    assert calls == [start + 3, start + 7]
+    assert WorklistState.objects.get(deployment=fed).last_change_seq == start + 6

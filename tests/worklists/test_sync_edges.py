@@ -472,3 +472,145 @@ def test_the_pause_after_writing_is_only_the_fault_injection_of_its_setting(wl_d
     started = time.monotonic()
     worklist_sync(wl_deployment.pk, today=TODAY)
     assert time.monotonic() - started >= 1.0
+
+
+def _long_folder(wl_deployment, tmp_path):
+    """A worklist folder whose path makes the error sentence longer than its 300-character column
+    (the path itself at 250 characters, within its own column of 255)."""
+    folder = tmp_path / ("f" * (250 - len(str(tmp_path)) - len("/worklists") - 1)) / "worklists"
+    assert len(str(folder)) == 250
+    folder.mkdir(parents=True)
+    from deployments.models import Deployment
+
+    Deployment.objects.filter(pk=wl_deployment.pk).update(worklists_dir=str(folder))
+    wl_deployment.refresh_from_db()
+    return folder
+
+
+def test_a_missing_folder_with_a_long_path_fits_its_error_column_and_the_time_is_recorded(wl_deployment, tmp_path):
+    folder = _long_folder(wl_deployment, tmp_path)
+    folder.rmdir()
+    before = timezone.now()
+    with pytest.raises(SyncError) as error:
+        worklist_sync(wl_deployment.pk)
+    state = state_of(wl_deployment)
+    assert len(str(error.value)) > 300 and state.last_sync_error == str(error.value)[:300]
+    assert before <= state.last_sync_at <= timezone.now()
+
+
+def test_a_read_only_folder_is_named_with_the_system_s_reason_and_the_time_is_recorded(wl_deployment, read_only_folder):
+    read_only_folder(True)
+    before = timezone.now()
+    with pytest.raises(SyncError) as error:
+        worklist_sync(wl_deployment.pk, today=TODAY)
+    assert (
+        str(error.value)
+        == f"Cannot write in the worklist folder {wl_deployment.worklist_folder}: Read-only file system."
+    )
+    state = state_of(wl_deployment)
+    assert before <= state.last_sync_at <= timezone.now()
+
+
+def test_the_lock_file_is_readable_by_all_and_the_sync_reports_its_real_duration(wl_deployment):
+    import stat
+
+    make_entry(wl_deployment, day=TODAY)
+    result = worklist_sync(wl_deployment.pk, today=TODAY)
+    lock = Path(wl_deployment.worklist_folder) / sync.LOCK_NAME
+    assert stat.S_IMODE(lock.stat().st_mode) == 0o644
+    assert 0 < result.seconds < 30
+
+
+def test_a_long_list_of_errors_fits_the_state_s_column(wl_deployment, monkeypatch):
+    for _ in range(3):
+        make_entry(wl_deployment, day=TODAY)
+
+    def failing(folder, files, mode=0o644):
+        raise OSError("the disk went away: " + "x" * 400)
+
+    monkeypatch.setattr(sync, "atomic_write_many", failing)
+    result = worklist_sync(wl_deployment.pk, today=TODAY)
+    assert state_of(wl_deployment).last_sync_error == "; ".join(result.errors)[:300]
+    assert len(state_of(wl_deployment).last_sync_error) == 300
+
+
+def test_more_than_a_batch_of_written_files_are_all_recorded(wl_deployment):
+    patient = make_entry(wl_deployment, day=TODAY).patient
+    WorklistEntry.objects.bulk_create(
+        [
+            WorklistEntry(
+                deployment=wl_deployment,
+                patient=patient,
+                accession_number=f"MANY{n}",
+                study_instance_uid=f"1.2.826.0.1.3680043.8.498.7{n}",
+                scheduled_date=TODAY,
+                scheduled_time=datetime.time(9),
+                station_aet="US1",
+            )
+            for n in range(2 * sync.BATCH + 1)
+        ]
+    )
+    result = worklist_sync(wl_deployment.pk, today=TODAY)
+    assert result.written == 2 * sync.BATCH + 2
+    assert not WorklistEntry.objects.filter(in_folder=False).exists()
+
+
+def test_a_removed_entry_is_recorded_in_full(wl_deployment):
+    entry = make_entry(wl_deployment, day=TODAY)
+    worklist_sync(wl_deployment.pk, today=TODAY)
+    entry.transition(Status.CANCELLED)
+    entry.save()
+    WorklistEntry.objects.filter(pk=entry.pk).update(sync_error="an old error")
+    before = timezone.now()
+
+    worklist_sync(wl_deployment.pk, today=TODAY)
+
+    entry.refresh_from_db()
+    assert (entry.in_folder, entry.synced_revision, entry.needs_sync) == (False, entry.revision, False)
+    assert (entry.sync_state, entry.sync_error) == (WorklistEntry.SyncState.REMOVED, "")
+    assert before <= entry.synced_at <= timezone.now()
+
+
+def test_a_file_to_remove_that_orthanc_removed_meanwhile_does_not_fail_the_sync(wl_deployment, monkeypatch):
+    entry = make_entry(wl_deployment, day=TODAY)
+    worklist_sync(wl_deployment.pk, today=TODAY)
+    entry.transition(Status.CANCELLED)
+    entry.save()
+    scan = sync.scan_folder
+
+    def listed_then_gone(folder):
+        listing = scan(folder)
+        (Path(folder) / entry.file_name).unlink()  # gone between the listing and the removal
+        return listing
+
+    monkeypatch.setattr(sync, "scan_folder", listed_then_gone)
+    result = worklist_sync(wl_deployment.pk, today=TODAY)
+    assert (result.removed, result.errors) == (1, [])
+
+
+def test_a_vanished_file_and_an_orphan_at_the_same_moment_wait_for_the_full_sync(wl_deployment):
+    folder = Path(wl_deployment.worklist_folder)
+    entry = make_entry(wl_deployment, day=TODAY)
+    worklist_sync(wl_deployment.pk, today=TODAY)
+    (folder / entry.file_name).unlink()  # Orthanc took it...
+    orphan = folder / "portal-00000000-0000-4000-8000-0000000000bb.wl"
+    orphan.write_bytes(b"left over")  # ...while another file appeared: as many files as expected
+
+    quick = worklist_sync(wl_deployment.pk, today=TODAY)
+    assert (quick.done_by_orthanc, quick.orphans_removed) == (0, 0) and orphan.exists()
+
+    full = worklist_sync(wl_deployment.pk, today=TODAY, full=True)
+    assert (full.done_by_orthanc, full.orphans_removed) == (1, 1) and not orphan.exists()
+
+
+def test_a_read_only_folder_with_a_long_path_fits_its_error_column(wl_deployment, tmp_path):
+    folder = _long_folder(wl_deployment, tmp_path)
+    _mount_tmpfs(folder, "size=1m,mode=0755")
+    try:
+        subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True, capture_output=True)
+        with pytest.raises(SyncError) as error:
+            worklist_sync(wl_deployment.pk, today=TODAY)
+    finally:
+        _umount(folder)
+    assert len(str(error.value)) > 300
+    assert state_of(wl_deployment).last_sync_error == str(error.value)[:300]

@@ -224,3 +224,16 @@ def test_the_station_refusal_names_the_station_its_letters_and_what_it_cannot_sh
         "The station US3 shows only ASCII letters and cannot show: ë."
     )
     vr.check_charset("Zoë", "ISO_IR 100", "US2")
+
+
+def test_a_patient_whose_whole_name_passes_64_characters_is_refused_on_the_family_name(wl_deployment):
+    from worklists.models import Patient
+
+    fits = Patient(deployment=wl_deployment, patient_id="P-64", family_name="A" * 40, given_name="B" * 23)
+    fits.full_clean()  # 40 + ^ + 23 = 64
+    long = Patient(deployment=wl_deployment, patient_id="P-65", family_name="A" * 40, given_name="B" * 24)
+    with pytest.raises(ValidationError) as error:
+        long.full_clean()
+    assert error.value.message_dict == {
+        "family_name": ["At most 64 characters (DICOM PN, the whole name with its ^); this has 65."]
+    }

@@ -148,13 +148,50 @@ class Command(BaseCommand):
         return proc
 
     def stop_all(self):
+        # Each child leads its own process group: signal the group, so that a Celery worker's pool
+        # processes go too (killing only their parent would leave them running a task).
         for _name, proc in reversed(self.children):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+            signal_group(proc, signal.SIGTERM)
         for _name, proc in reversed(self.children):
             try:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                proc.kill()
-        if self.orthanc is not None:
+                pass
+            signal_group(proc, signal.SIGKILL)  # whatever of the group is left
+            proc.wait()
+        if self.orthanc is None:
+            return
+        # A backup run cut short above leaves its guardian, which starts Orthanc if the run had
+        # stopped it: let the guardians finish before Orthanc is stopped for good.
+        deadline = time.monotonic() + GUARDIAN_GRACE
+        self.orthanc.stop()
+        while guardians_running() and time.monotonic() < deadline:
+            time.sleep(0.2)
             self.orthanc.stop()
+        self.orthanc.stop()
+
+
+# A guardian acts at once when its run's pipe closes; its cleanup takes seconds.
+GUARDIAN_GRACE = 60.0
+
+
+def signal_group(proc, signum):
+    try:
+        os.killpg(proc.pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def guardians_running():
+    """Backup guardians started from this tree (any deployment's): see deployments/backups/guardian.py."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if b"deployments.backups.guardian" in cmdline and cwd == str(settings.BASE_DIR):
+            return True
+    return False
