@@ -86,7 +86,25 @@ def entry(who, action, obj, before=None, after=None, *, summary="", source=None,
         object_repr=str(obj)[:200] if obj is not None else "",
         summary=summary[:200],
         changes=changes,
+        deployment_id=deployment_of(obj),
     )
+
+
+def deployment_of(obj):
+    """The site an audited object belongs to, or None for the portal's own objects."""
+    if obj is None:
+        return None
+    if obj._meta.label_lower == "deployments.deployment":
+        return obj.pk
+    for path in ("deployment_id", "schedule.deployment_id", "run.schedule.deployment_id"):
+        value = obj
+        try:
+            for part in path.split("."):
+                value = getattr(value, part)
+        except AttributeError:
+            continue
+        return value
+    return None
 
 
 def save_form(who, form, **extra):

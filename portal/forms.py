@@ -5,7 +5,7 @@ from django.contrib.auth.models import Group, User
 from django.utils import timezone
 
 from . import tokens
-from .models import ApiToken
+from .models import ApiToken, SiteAccess
 from .roles import ROLE_HELP, ROLE_NAMES
 
 
@@ -13,6 +13,18 @@ class StaffForm(forms.ModelForm):
     role = forms.ChoiceField(
         choices=[(r, r) for r in ROLE_NAMES],
         help_text=" ".join(f"{r}: {h}" for r, h in ROLE_HELP.items()),
+    )
+    limit_sites = forms.BooleanField(
+        required=False,
+        label="Only the sites ticked below",
+        help_text="Left unticked, the account works for every site. Ticked, it sees nothing of the other sites. "
+        "Only an Admin of every site manages staff accounts and adds sites.",
+    )
+    sites = forms.ModelMultipleChoiceField(
+        queryset=None,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="The sites this account works for.",
     )
 
     class Meta:
@@ -24,15 +36,28 @@ class StaffForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.acting_user = acting_user
         self.fields["email"].required = False
+        from deployments.models import Deployment
+
+        self.fields["sites"].queryset = Deployment.objects.order_by("name")
         if self.instance.pk:
             group = self.instance.groups.filter(name__in=ROLE_NAMES).first()
             self.initial["role"] = group.name if group else ("Admin" if self.instance.is_superuser else "")
+            access = SiteAccess.objects.filter(user=self.instance).first()
+            if access is not None:
+                self.initial["limit_sites"] = not access.all_sites
+                self.initial["sites"] = list(access.deployments.all())
 
     def clean(self):
         data = super().clean()
         if self.instance.pk and self.instance == self.acting_user:
             if data.get("role") != "Admin" or not data.get("is_active"):
                 raise forms.ValidationError("You cannot remove your own Admin role or deactivate yourself.")
+            if data.get("limit_sites"):
+                self.add_error("limit_sites", "You cannot limit your own account to some sites.")
+        if data.get("limit_sites") and not data.get("sites"):
+            self.add_error("sites", "Tick at least one site, or untick “Only the sites ticked below”.")
+        if self.instance.is_superuser and data.get("limit_sites"):
+            self.add_error("limit_sites", "A superuser works for every site; remove its superuser flag first.")
         return data
 
     def save(self, commit=True):
@@ -40,6 +65,10 @@ class StaffForm(forms.ModelForm):
         if commit:
             user.groups.remove(*Group.objects.filter(name__in=ROLE_NAMES))
             user.groups.add(Group.objects.get(name=self.cleaned_data["role"]))
+            access, _ = SiteAccess.objects.get_or_create(user=user)
+            access.all_sites = not self.cleaned_data["limit_sites"]
+            access.save(update_fields=["all_sites"])
+            access.deployments.set([] if access.all_sites else self.cleaned_data["sites"])
         return user
 
 

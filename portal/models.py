@@ -24,6 +24,9 @@ class AuditEntry(models.Model):
     object_repr = models.CharField(max_length=200, blank=True)
     summary = models.CharField(max_length=200, blank=True)
     changes = models.JSONField(default=dict, blank=True)
+    # The site the change belongs to (no foreign key: the trail outlives a deleted site); staff
+    # limited to some sites see only their entries. Empty: the portal's own objects (staff, tokens).
+    deployment_id = models.IntegerField(null=True, blank=True, db_index=True)
 
     class Meta:
         ordering = ["-at", "-id"]
@@ -136,3 +139,15 @@ class MetricsToken(models.Model):
 
     def __str__(self):
         return f"metrics token {self.prefix}…"
+
+
+class SiteAccess(models.Model):
+    """The clinic sites (deployments) a staff account works for. An account without this row, or
+    with ``all_sites``, works for every site; a superuser always does (portal/sites.py)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="site_access")
+    all_sites = models.BooleanField(default=True)
+    deployments = models.ManyToManyField("deployments.Deployment", blank=True, related_name="+")
+
+    def __str__(self):
+        return f"sites of {self.user}"

@@ -86,6 +86,9 @@ def require_perm(*perms):
     return decorator
 
 
+# Pages for an account that works for every site (portal/sites.py require_global).
+GLOBAL_ONLY = {"staff_list", "metrics_token"}
+
 NAV = [
     ("Dashboard", "dashboard", "portal.view_dashboard"),
     ("Worklist", "worklists:index", "worklists.view_worklistentry"),
@@ -101,10 +104,17 @@ NAV = [
 
 
 def context_processor(request):
+    from .sites import works_everywhere
+
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {"nav": []}
     return {
-        "nav": [(label, url) for label, url, perm in NAV if user.has_perm(perm)],
+        "nav": [
+            (label, url)
+            for label, url, perm in NAV
+            if user.has_perm(perm) and (url not in GLOBAL_ONLY or works_everywhere(user))
+        ],
         "user_role": role_of(user),
+        "all_sites": works_everywhere(user),
     }

@@ -47,10 +47,17 @@ def possible_owners():
     )
 
 
+def manages_all(user):
+    """An Admin of every site: a token acting as another account could reach sites beyond one's own."""
+    from .sites import works_everywhere
+
+    return user.has_perm("portal.manage_all_apitokens") and works_everywhere(user)
+
+
 def tokens_visible_to(user):
-    """An Admin sees and revokes everyone's tokens; anyone else only their own."""
+    """An Admin of every site sees and revokes everyone's tokens; anyone else only their own."""
     tokens = ApiToken.objects.select_related("user", "created_by")
-    if user.has_perm("portal.manage_all_apitokens"):
+    if manages_all(user):
         return tokens
     return tokens.filter(user=user)
 

@@ -9,11 +9,14 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from deployments.models import Deployment
+
 from . import audit, metrics, tokens
 from .dashboard import deployment_cards
 from .forms import ApiTokenForm, AuditFilterForm, StaffForm
 from .models import AuditEntry, MetricsToken
 from .roles import SCHEDULER, require_perm, role_of
+from .sites import forget, require_global, scoped, site_ids
 
 
 def healthz(request):
@@ -30,20 +33,22 @@ def home(request):
 
 @require_perm("portal.view_dashboard")
 def dashboard(request):
-    return render(request, "portal/dashboard.html", {"cards": deployment_cards()})
+    return render(request, "portal/dashboard.html", {"cards": deployment_cards(request.user)})
 
 
 @require_perm("portal.view_dashboard")
 def dashboard_cards(request):
     """The live part of the dashboard, refreshed by htmx every few seconds."""
-    return render(request, "portal/_dashboard_cards.html", {"cards": deployment_cards()})
+    return render(request, "portal/_dashboard_cards.html", {"cards": deployment_cards(request.user)})
 
 
 @require_perm("portal.view_auditentry")
 def audit_log(request):
-    object_types = AuditEntry.objects.order_by().values_list("object_type", flat=True).distinct()
+    # An account limited to some sites sees the changes of those sites only.
+    visible = scoped(AuditEntry.objects.all(), request.user, "deployment_id")
+    object_types = visible.order_by().values_list("object_type", flat=True).distinct()
     form = AuditFilterForm(request.GET or None, object_types=sorted(object_types))
-    entries = AuditEntry.objects.select_related("actor")
+    entries = visible.select_related("actor")
     if form.is_valid():
         data = form.cleaned_data
         if data["user"]:
@@ -61,16 +66,27 @@ def audit_log(request):
 
 
 @require_perm("portal.manage_staff")
+@require_global
 def staff_list(request):
-    users = User.objects.prefetch_related("groups").order_by("username")
-    return render(request, "portal/staff_list.html", {"users": [(u, role_of(u)) for u in users]})
+    users = User.objects.prefetch_related("groups", "site_access__deployments").order_by("username")
+    return render(request, "portal/staff_list.html", {"users": [(u, role_of(u), _sites_shown(u)) for u in users]})
+
+
+def _sites_shown(user):
+    access = getattr(user, "site_access", None)
+    if user.is_superuser or access is None or access.all_sites:
+        return ["every site"]
+    return [d.name for d in access.deployments.all()]
 
 
 def _staff_snapshot(user):
-    return {**audit.snapshot(user), "role": role_of(user)}
+    ids = site_ids(user)
+    sites = "all" if ids is None else sorted(Deployment.objects.filter(pk__in=ids).values_list("slug", flat=True))
+    return {**audit.snapshot(user), "role": role_of(user), "sites": sites}
 
 
 @require_perm("portal.manage_staff")
+@require_global
 def staff_create(request):
     form = StaffForm(request.POST or None, acting_user=request.user)
     if request.method == "POST" and form.is_valid():
@@ -83,12 +99,14 @@ def staff_create(request):
 
 
 @require_perm("portal.manage_staff")
+@require_global
 def staff_edit(request, pk):
     staff = get_object_or_404(User, pk=pk)
     before = _staff_snapshot(staff)
     form = StaffForm(request.POST or None, instance=staff, acting_user=request.user)
     if request.method == "POST" and form.is_valid():
         form.save()
+        forget(staff)
         audit.record(request, AuditEntry.Action.UPDATE, staff, before, _staff_snapshot(staff))
         messages.success(request, f"Saved {staff.username}.")
         if before["is_active"] and not staff.is_active:
@@ -101,6 +119,7 @@ def staff_edit(request, pk):
 
 @require_POST
 @require_perm("portal.manage_staff")
+@require_global
 def staff_reset_password(request, pk):
     staff = get_object_or_404(User, pk=pk)
     password = _new_password()
@@ -117,7 +136,7 @@ def _new_password():
     return secrets.token_urlsafe(18)
 
 
-# An Admin makes and revokes anyone's tokens; a Scheduler only their own (portal/tokens.py).
+# An Admin of every site makes and revokes anyone's tokens; others only their own (portal/tokens.py).
 
 
 @require_perm("portal.manage_own_apitokens")
@@ -127,14 +146,14 @@ def api_tokens(request):
         "portal/api_tokens.html",
         {
             "tokens": tokens.tokens_visible_to(request.user),
-            "everyone": request.user.has_perm("portal.manage_all_apitokens"),
+            "everyone": tokens.manages_all(request.user),
         },
     )
 
 
 @require_perm("portal.manage_own_apitokens")
 def api_token_create(request):
-    owners = tokens.possible_owners() if request.user.has_perm("portal.manage_all_apitokens") else None
+    owners = tokens.possible_owners() if tokens.manages_all(request.user) else None
     form = ApiTokenForm(request.POST or None, acting_user=request.user, owners=owners)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
@@ -167,6 +186,7 @@ def metrics_view(request):
 
 
 @require_perm("portal.manage_all_apitokens")
+@require_global  # the metrics cover every site
 def metrics_token(request):
     if request.method == "POST":
         row, token = metrics.metrics_token_create(by=request)

@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from deployments.models import Deployment, Modality
 from portal import audit
 from portal.models import AuditEntry
+from portal.sites import deployments_of, scoped
 from portal.text import SEARCH_MAX_LENGTH, search_problem
 
 from .models import InvalidTransition, Patient, WorklistEntry
@@ -32,6 +33,14 @@ from .tasks import request_sync
 PATIENT_FIELDS = ["patient_id", "family_name", "given_name", "middle_name", "prefix", "suffix", "birth_date", "sex"]
 
 
+class SiteField(serializers.SlugRelatedField):
+    """A deployment by its slug, among the sites the token's account works for only."""
+
+    def get_queryset(self):
+        request = self.context.get("request")
+        return deployments_of(request.user) if request is not None else Deployment.objects.none()
+
+
 class PatientDataSerializer(serializers.ModelSerializer):
     class Meta:
         model = Patient
@@ -41,7 +50,7 @@ class PatientDataSerializer(serializers.ModelSerializer):
 
 
 class PatientSerializer(serializers.ModelSerializer):
-    deployment = serializers.SlugRelatedField(slug_field="slug", queryset=Deployment.objects.all())
+    deployment = SiteField(slug_field="slug")
 
     class Meta:
         model = Patient
@@ -69,7 +78,7 @@ class PatientSerializer(serializers.ModelSerializer):
 
 
 class EntrySerializer(serializers.ModelSerializer):
-    deployment = serializers.SlugRelatedField(slug_field="slug", queryset=Deployment.objects.all())
+    deployment = SiteField(slug_field="slug")
     patient = PatientDataSerializer()
     station_aet = serializers.CharField(
         max_length=16, help_text="AE title of a station of the deployment allowed to query the worklist."
@@ -204,7 +213,7 @@ class PatientViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, viewsets.
     queryset = Patient.objects.select_related("deployment").order_by("family_name", "given_name", "id")
 
     def get_queryset(self):
-        qs = super().get_queryset()
+        qs = scoped(super().get_queryset(), self.request.user)  # another site's object answers 404
         params = self.request.query_params
         if params.get("deployment"):
             qs = qs.filter(deployment__slug=params["deployment"])
@@ -247,7 +256,7 @@ class EntryViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, viewsets.Re
     )
 
     def get_queryset(self):
-        qs = super().get_queryset()
+        qs = scoped(super().get_queryset(), self.request.user)  # another site's object answers 404
         p = self.request.query_params
         filters = {
             "deployment__slug": p.get("deployment"),

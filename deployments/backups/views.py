@@ -5,11 +5,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from deployments.models import Deployment
 from deployments.status import free_disk
 from portal import audit, jobs
 from portal.models import AuditEntry, Job
 from portal.roles import require_perm
+from portal.sites import deployment_or_404, deployments_of, scoped
 
 from .charts import run_charts
 from .forms import BackupScheduleForm, RestoreForm
@@ -24,7 +24,7 @@ from .status import growth, schedule_status
 @require_perm("backups.view_backupschedule")
 def dashboard(request):
     cards = []
-    for schedule in BackupSchedule.objects.select_related("deployment"):
+    for schedule in scoped(BackupSchedule.objects.select_related("deployment"), request.user):
         runs = list(schedule.runs.all()[:60])
         cards.append(
             {
@@ -40,7 +40,7 @@ def dashboard(request):
 
 @require_perm("backups.view_backupschedule")
 def schedule_detail(request, pk):
-    schedule = get_object_or_404(BackupSchedule.objects.select_related("deployment"), pk=pk)
+    schedule = get_object_or_404(scoped(BackupSchedule.objects.select_related("deployment"), request.user), pk=pk)
     runs = list(schedule.runs.all()[:200])
     page = Paginator(schedule.runs.all(), 20).get_page(request.GET.get("page"))
     return render(
@@ -59,6 +59,15 @@ def schedule_detail(request, pk):
     )
 
 
+RUN_SITE = "schedule__deployment"
+
+
+def _schedule_form(request, **kwargs):
+    form = BackupScheduleForm(request.POST or None, **kwargs)
+    form.fields["deployment"].queryset = deployments_of(request.user)  # only the account's sites
+    return form
+
+
 def _save_schedule(request, form):
     with transaction.atomic():
         schedule = audit.save_form(request, form)
@@ -71,8 +80,8 @@ def _save_schedule(request, form):
 def schedule_create(request):
     initial = {}
     if request.GET.get("deployment"):
-        initial["deployment"] = Deployment.objects.filter(slug=request.GET["deployment"]).first()
-    form = BackupScheduleForm(request.POST or None, initial=initial)
+        initial["deployment"] = deployments_of(request.user).filter(slug=request.GET["deployment"]).first()
+    form = _schedule_form(request, initial=initial)
     if request.method == "POST" and form.is_valid():
         schedule = _save_schedule(request, form)
         messages.success(
@@ -86,9 +95,9 @@ def schedule_create(request):
 
 @require_perm("backups.change_backupschedule")
 def schedule_edit(request, pk):
-    schedule = get_object_or_404(BackupSchedule, pk=pk)
+    schedule = get_object_or_404(scoped(BackupSchedule.objects, request.user), pk=pk)
     target = (schedule.host, schedule.port)
-    form = BackupScheduleForm(request.POST or None, instance=schedule)
+    form = _schedule_form(request, instance=schedule)
     if request.method == "POST" and form.is_valid():
         if (form.cleaned_data["host"], form.cleaned_data["port"]) != target:
             # Another server: its key must be checked and pinned afresh.
@@ -103,7 +112,7 @@ def schedule_edit(request, pk):
 @require_POST
 @require_perm("backups.delete_backupschedule")
 def schedule_delete(request, pk):
-    schedule = get_object_or_404(BackupSchedule, pk=pk)
+    schedule = get_object_or_404(scoped(BackupSchedule.objects, request.user), pk=pk)
     unschedule(schedule)
     audit.delete(request, schedule)
     messages.success(request, "Schedule deleted. Its snapshots stay on the target.")
@@ -113,7 +122,7 @@ def schedule_delete(request, pk):
 @require_POST
 @require_perm("backups.run_backupschedule")
 def schedule_run(request, pk):
-    schedule = get_object_or_404(BackupSchedule.objects.select_related("deployment"), pk=pk)
+    schedule = get_object_or_404(scoped(BackupSchedule.objects.select_related("deployment"), request.user), pk=pk)
     run = backup_start(schedule.pk, BackupRun.Trigger.MANUAL)
     if run is None:
         messages.warning(request, "A backup of this schedule is already queued or running.")
@@ -129,7 +138,7 @@ def schedule_run(request, pk):
 @require_POST
 @require_perm("backups.run_backupschedule")
 def test_connection(request, pk):
-    schedule = get_object_or_404(BackupSchedule.objects.select_related("deployment"), pk=pk)
+    schedule = get_object_or_404(scoped(BackupSchedule.objects.select_related("deployment"), request.user), pk=pk)
     context = {"schedule": schedule}
     if schedule.is_local:  # no host key: the disk is checked (and set up the first time) instead
         context["login"] = _try_login(schedule)
@@ -166,7 +175,7 @@ def _try_login(schedule):
 @require_POST
 @require_perm("backups.change_backupschedule")
 def pin_host_key(request, pk):
-    schedule = get_object_or_404(BackupSchedule, pk=pk)
+    schedule = get_object_or_404(scoped(BackupSchedule.objects, request.user), pk=pk)
     fingerprint = request.POST.get("fingerprint", "")
     if not schedule.offered_host_key or fingerprint != schedule.offered_fingerprint:
         messages.error(request, "The confirmed fingerprint is not the one last offered: run Test connection again.")
@@ -192,7 +201,7 @@ def pin_host_key(request, pk):
 
 @require_perm("backups.view_sshidentity")
 def ssh_key(request, slug):
-    deployment = get_object_or_404(Deployment, slug=slug)
+    deployment = deployment_or_404(request, slug)
     identity = SshIdentity.objects.filter(deployment=deployment).first()
     return render(request, "backups/ssh_key.html", {"deployment": deployment, "identity": identity})
 
@@ -200,7 +209,7 @@ def ssh_key(request, slug):
 @require_POST
 @require_perm("backups.add_sshidentity", "backups.change_sshidentity")
 def ssh_key_generate(request, slug):
-    deployment = get_object_or_404(Deployment, slug=slug)
+    deployment = deployment_or_404(request, slug)
     existed = SshIdentity.objects.filter(deployment=deployment).exists()
     identity = make_identity(deployment)
     audit.record(
@@ -215,7 +224,9 @@ def ssh_key_generate(request, slug):
 
 @require_perm("backups.view_backuprun")
 def run_detail(request, pk):
-    run = get_object_or_404(BackupRun.objects.select_related("schedule__deployment"), pk=pk)
+    run = get_object_or_404(
+        scoped(BackupRun.objects.select_related("schedule__deployment"), request.user, RUN_SITE), pk=pk
+    )
     related = Job.objects.filter(kind__startswith="backups.", target_id=run.pk)[:10]
     return render(request, "backups/run_detail.html", {"run": run, "jobs": related})
 
@@ -223,7 +234,9 @@ def run_detail(request, pk):
 @require_POST
 @require_perm("backups.verify_backuprun")
 def run_verify(request, pk):
-    run = get_object_or_404(BackupRun.objects.select_related("schedule__deployment"), pk=pk)
+    run = get_object_or_404(
+        scoped(BackupRun.objects.select_related("schedule__deployment"), request.user, RUN_SITE), pk=pk
+    )
     if not run.restorable:
         messages.error(request, "This run has no snapshot to verify.")
         return redirect(run)
@@ -235,7 +248,9 @@ def run_verify(request, pk):
 
 @require_perm("backups.restore_backuprun")
 def run_restore(request, pk):
-    run = get_object_or_404(BackupRun.objects.select_related("schedule__deployment"), pk=pk)
+    run = get_object_or_404(
+        scoped(BackupRun.objects.select_related("schedule__deployment"), request.user, RUN_SITE), pk=pk
+    )
     form = RestoreForm(request.POST or None, expected=run.deployment.slug)
     if not run.restorable:
         messages.error(request, "This run has no snapshot to restore.")

@@ -11,8 +11,9 @@ from django.views.decorators.http import require_POST
 from portal import audit
 from portal.models import AuditEntry
 from portal.roles import require_perm
+from portal.sites import deployment_or_404
 
-from ..models import ConfigRevision, Deployment
+from ..models import ConfigRevision
 from ..push import PushError, revision_create
 from ..render import masked, render_for
 from ..state import restore_model_state
@@ -56,7 +57,7 @@ def last_applied(deployment, before=None):
 
 @require_perm("deployments.change_deployment")
 def config_preview(request, slug):
-    deployment = get_object_or_404(Deployment, slug=slug)
+    deployment = deployment_or_404(request, slug)
     files = render_for(deployment)
     applied = last_applied(deployment)
     return render(
@@ -74,7 +75,7 @@ def config_preview(request, slug):
 @require_POST
 @require_perm("deployments.change_deployment")
 def config_push(request, slug):
-    deployment = get_object_or_404(Deployment, slug=slug)
+    deployment = deployment_or_404(request, slug)
     try:
         revision = revision_create(deployment, request.user, reason="pushed from the preview")
     except PushError as exc:
@@ -87,14 +88,14 @@ def config_push(request, slug):
 
 @require_perm("deployments.view_deployment")
 def revision_list(request, slug):
-    deployment = get_object_or_404(Deployment, slug=slug)
+    deployment = deployment_or_404(request, slug)
     revisions = deployment.revisions.select_related("created_by", "rollback_of")[:200]
     return render(request, "deployments/revisions.html", {"deployment": deployment, "revisions": revisions})
 
 
 @require_perm("deployments.change_deployment")
 def revision_detail(request, slug, number):
-    deployment = get_object_or_404(Deployment, slug=slug)
+    deployment = deployment_or_404(request, slug)
     revision = get_object_or_404(ConfigRevision, deployment=deployment, number=number)
     previous = last_applied(deployment, before=number)
     return render(
@@ -112,7 +113,7 @@ def revision_detail(request, slug, number):
 @require_POST
 @require_perm("deployments.change_deployment")
 def revision_rollback(request, slug, number):
-    deployment = get_object_or_404(Deployment, slug=slug)
+    deployment = deployment_or_404(request, slug)
     target = get_object_or_404(ConfigRevision, deployment=deployment, number=number)
     if target.state != ConfigRevision.State.APPLIED:
         messages.error(request, f"Revision {number} was never applied: only applied revisions can be restored.")

@@ -1,14 +1,15 @@
 from django.contrib import messages
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from portal import audit, jobs
 from portal.models import Job
 from portal.roles import require_perm
+from portal.sites import deployment_or_404, deployments_of, require_global
 
 from ..forms import DeploymentForm
-from ..models import ConfigRevision, Deployment
+from ..models import ConfigRevision
 from ..panels import panels_for
 from ..push import revision_create
 from ..status import recorded_status
@@ -17,10 +18,11 @@ from ..unapplied import unapplied
 
 @require_perm("deployments.view_deployment")
 def deployment_list(request):
-    return render(request, "deployments/list.html", {"deployments": Deployment.objects.all()})
+    return render(request, "deployments/list.html", {"deployments": deployments_of(request.user)})
 
 
 @require_perm("deployments.add_deployment")
+@require_global  # a new site is for an account that works for every site
 def deployment_create(request):
     form = DeploymentForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -36,7 +38,7 @@ def deployment_create(request):
 
 @require_perm("deployments.view_deployment")
 def deployment_detail(request, slug):
-    deployment = get_object_or_404(Deployment, slug=slug)
+    deployment = deployment_or_404(request, slug)
     recent_jobs = Job.objects.filter(kind__startswith="deployments.", target_id=deployment.pk)[:10]
     revisions = deployment.revisions.select_related("created_by")[:5]
     return render(
@@ -61,7 +63,7 @@ def failed_banner(deployment):
 
 @require_perm("deployments.change_deployment")
 def deployment_edit(request, slug):
-    deployment = get_object_or_404(Deployment, slug=slug)
+    deployment = deployment_or_404(request, slug)
     form = DeploymentForm(request.POST or None, instance=deployment)
     if request.method == "POST" and form.is_valid():
         audit.save_form(request, form)
@@ -79,7 +81,7 @@ def deployment_edit(request, slug):
 @require_POST
 @require_perm("deployments.change_deployment")
 def deployment_check(request, slug):
-    deployment = get_object_or_404(Deployment, slug=slug)
+    deployment = deployment_or_404(request, slug)
     jobs.enqueue("deployments.deployment_check", deployment.pk, queue=deployment.queue, user=request.user)
     messages.info(request, f"Status check of {deployment} queued: its result appears when the worker has run it.")
     back = request.POST.get("next", "")  # the dashboard's "Check now" comes back to the dashboard

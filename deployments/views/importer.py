@@ -3,22 +3,22 @@ the first push (with a way in), and see it verified."""
 
 from django.contrib import messages
 from django.db import transaction
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 
 from portal import audit
 from portal.models import AuditEntry
 from portal.roles import require_perm
+from portal.sites import deployment_or_404
 
 from ..adoption import login_forget, login_store
 from ..forms_import import ConfigImportForm, FirstPushForm
 from ..importer import ConfigImportError, import_texts
-from ..models import Deployment
 from ..push import PushError, revision_create
 
 
 @require_perm("deployments.change_deployment")
 def deployment_import(request, slug):
-    deployment = get_object_or_404(Deployment, slug=slug)
+    deployment = deployment_or_404(request, slug)
     form = ConfigImportForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         texts = form.cleaned_data["files"]
@@ -35,7 +35,7 @@ def deployment_import(request, slug):
 @require_perm("deployments.change_deployment")
 def deployment_adoption(request, slug):
     """Review the latest import and make the first push (POST)."""
-    deployment = get_object_or_404(Deployment, slug=slug)
+    deployment = deployment_or_404(request, slug)
     adoption = deployment.adoptions.first()
     form = FirstPushForm(request.POST if request.method == "POST" else None, deployment=deployment)
     if request.method == "POST" and adoption is None:

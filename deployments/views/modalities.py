@@ -8,10 +8,11 @@ from django.views.decorators.http import require_POST
 from portal import audit
 from portal.models import AuditEntry
 from portal.roles import require_perm
+from portal.sites import deployment_or_404, deployments_of
 
 from .. import charsets
 from ..forms import ModalityForm
-from ..models import Deployment, Modality
+from ..models import Modality
 from ..orthanc import OrthancClient, OrthancError
 from ..push import revision_create
 from ..unapplied import unapplied
@@ -19,7 +20,7 @@ from ..unapplied import unapplied
 
 @require_perm("deployments.view_deployment")
 def modality_index(request):
-    deployments = list(Deployment.objects.prefetch_related("modalities"))
+    deployments = list(deployments_of(request.user).prefetch_related("modalities"))
     for d in deployments:
         # What each worklist station receives: Orthanc sends one encoding to all (deployments/charsets.py).
         stations = list(d.modalities.all())  # the prefetched objects, which the page lists again
@@ -32,7 +33,7 @@ def modality_index(request):
 
 @require_perm("deployments.change_deployment")
 def modality_edit(request, slug, pk=None):
-    deployment = get_object_or_404(Deployment, slug=slug)
+    deployment = deployment_or_404(request, slug)
     modality = get_object_or_404(Modality, pk=pk, deployment=deployment) if pk else None
     form = ModalityForm(request.POST or None, instance=modality, deployment=deployment)
     if request.method == "POST" and form.is_valid():
@@ -57,7 +58,7 @@ def modality_edit(request, slug, pk=None):
 @require_POST
 @require_perm("deployments.change_deployment")
 def modality_delete(request, slug, pk):
-    deployment = get_object_or_404(Deployment, slug=slug)
+    deployment = deployment_or_404(request, slug)
     modality = get_object_or_404(Modality, pk=pk, deployment=deployment)
     name = modality.name
     audit.delete(request, modality)
@@ -71,7 +72,7 @@ def modality_delete(request, slug, pk):
 @require_perm("deployments.change_deployment")
 def modality_echo(request, slug, pk):
     """C-ECHO from Orthanc to the device, through Orthanc's own REST API."""
-    deployment = get_object_or_404(Deployment, slug=slug)
+    deployment = deployment_or_404(request, slug)
     modality = get_object_or_404(Modality, pk=pk, deployment=deployment)
     try:
         OrthancClient.for_deployment(deployment, timeout=15).post_json(

@@ -1,12 +1,13 @@
 from django.contrib import messages
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from portal import audit
 from portal.models import AuditEntry
 from portal.roles import require_perm
+from portal.sites import deployment_or_404
 
-from ..models import Deployment, SecurityAudit
+from ..models import SecurityAudit
 from ..security import BADGES, SEVERITIES, file_findings, settings_findings
 from ..security.runs import security_audit_request, stored_findings
 
@@ -15,7 +16,7 @@ from ..security.runs import security_audit_request, stored_findings
 def deployment_security(request, slug):
     """Saved settings and files are checked now (cheap, asks nobody); the live part is the
     latest stored run's, with its age. Viewing never tries a login against Orthanc."""
-    deployment = get_object_or_404(Deployment, slug=slug)
+    deployment = deployment_or_404(request, slug)
     users = list(deployment.orthanc_users.all())
     findings = settings_findings(deployment, users, list(deployment.modalities.all())) + file_findings(deployment)
     findings = [f.link(deployment.slug) for f in findings]
@@ -36,7 +37,7 @@ def deployment_security(request, slug):
 @require_POST
 @require_perm("deployments.change_deployment")
 def security_audit_start(request, slug):
-    deployment = get_object_or_404(Deployment, slug=slug)
+    deployment = deployment_or_404(request, slug)
     security_audit_request(deployment, request.user)
     audit.record(request, AuditEntry.Action.ACTION, deployment, summary="live security audit requested")
     messages.info(request, "Live security audit queued: its result appears here when the worker has run it.")

@@ -10,16 +10,17 @@ from django.views.decorators.http import require_POST
 from portal import audit
 from portal.models import AuditEntry
 from portal.roles import require_perm
+from portal.sites import deployment_or_404, deployments_of
 
 from ..forms import OrthancUserForm
-from ..models import Deployment, OrthancUser
+from ..models import OrthancUser
 from ..push import revision_create
 from ..unapplied import unapplied
 
 
 @require_perm("deployments.view_deployment")
 def user_index(request):
-    deployments = list(Deployment.objects.prefetch_related("orthanc_users"))
+    deployments = list(deployments_of(request.user).prefetch_related("orthanc_users"))
     for d in deployments:
         d.unapplied = unapplied(d)  # what Orthanc does not run yet, beside each row
     return render(request, "deployments/users.html", {"deployments": deployments})
@@ -27,7 +28,7 @@ def user_index(request):
 
 @require_perm("deployments.change_deployment")
 def user_edit(request, slug, pk=None):
-    deployment = get_object_or_404(Deployment, slug=slug)
+    deployment = deployment_or_404(request, slug)
     user = get_object_or_404(OrthancUser, pk=pk, deployment=deployment) if pk else None
     form = OrthancUserForm(request.POST or None, instance=user, deployment=deployment)
     if request.method == "POST" and form.is_valid():
@@ -56,7 +57,7 @@ def user_edit(request, slug, pk=None):
 @require_POST
 @require_perm("deployments.change_deployment")
 def user_rotate(request, slug, pk):
-    deployment = get_object_or_404(Deployment, slug=slug)
+    deployment = deployment_or_404(request, slug)
     user = get_object_or_404(OrthancUser, pk=pk, deployment=deployment)
     before = audit.snapshot(user)
     password = secrets.token_urlsafe(18)
@@ -70,7 +71,7 @@ def user_rotate(request, slug, pk):
 @require_POST
 @require_perm("deployments.change_deployment")
 def user_delete(request, slug, pk):
-    deployment = get_object_or_404(Deployment, slug=slug)
+    deployment = deployment_or_404(request, slug)
     user = get_object_or_404(OrthancUser, pk=pk, deployment=deployment)
     name = user.username
     audit.delete(request, user)
@@ -83,7 +84,7 @@ def user_delete(request, slug, pk):
 @require_perm("deployments.change_deployment")
 def service_rotate(request, slug):
     """A new password for the portal's own account: it cannot be deleted, only rotated."""
-    deployment = get_object_or_404(Deployment, slug=slug)
+    deployment = deployment_or_404(request, slug)
     before = audit.snapshot(deployment)
     deployment.service_password = secrets.token_urlsafe(24)
     deployment.save(update_fields=["service_password"])

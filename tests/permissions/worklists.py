@@ -10,8 +10,8 @@ def _worklist_world(world):
     world.wl_entry = WorklistEntry.objects.create(
         deployment=world.deployment,
         patient=world.wl_patient,
-        accession_number="MATRIX1",
-        study_instance_uid="1.2.3.999",
+        accession_number=f"{world.deployment.slug.upper()}1",  # the second site's world has its own
+        study_instance_uid=f"1.2.3.999.{world.deployment.pk}",
         scheduled_date=datetime.date.today(),
         scheduled_time=datetime.time(9, 0),
         station_aet="NOSTATION",

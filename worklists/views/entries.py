@@ -14,9 +14,9 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from deployments import charsets
-from deployments.models import Deployment
 from portal import jobs
 from portal.roles import require_perm
+from portal.sites import deployment_or_404, scoped
 from portal.text import SEARCH_MAX_LENGTH, search_problem
 
 from ..forms import EntryForm, ListFilterForm, PatientForm, check_station, entry_data
@@ -147,7 +147,9 @@ def entry_create(request):
 
 @require_perm("worklists.change_worklistentry")
 def entry_edit(request, pk):
-    entry = get_object_or_404(WorklistEntry.objects.select_related("patient", "deployment"), pk=pk)
+    entry = get_object_or_404(
+        scoped(WorklistEntry.objects.select_related("patient", "deployment"), request.user), pk=pk
+    )
     if entry.status not in (Status.SCHEDULED, Status.ARRIVED):
         messages.error(request, f"This entry is {entry.get_status_display().lower()}: it can no longer be edited.")
         return redirect(_index_url(entry.deployment, entry.scheduled_date))
@@ -157,7 +159,9 @@ def entry_edit(request, pk):
 @require_POST
 @require_perm("worklists.change_worklistentry")
 def entry_status(request, pk):
-    entry = get_object_or_404(WorklistEntry.objects.select_related("patient", "deployment"), pk=pk)
+    entry = get_object_or_404(
+        scoped(WorklistEntry.objects.select_related("patient", "deployment"), request.user), pk=pk
+    )
     try:
         change_status(request, entry, request.POST.get("status", ""))
     except InvalidTransition as exc:
@@ -189,7 +193,7 @@ def patient_lookup(request):
 @require_perm("worklists.change_worklistentry")
 def sync_now(request, slug):
     """A full reconcile of the folder now, as a recorded job on the deployment's queue."""
-    deployment = get_object_or_404(Deployment, slug=slug)
+    deployment = deployment_or_404(request, slug)
     jobs.enqueue("worklists.sync_job", deployment.pk, queue=deployment.queue, user=request.user)
     messages.info(request, "Folder sync queued: the worker on the Orthanc host runs it in a moment.")
     return redirect(_index_url(deployment))
