@@ -63,3 +63,18 @@ def security_audit_all_task():
 def forget_push_logins_task():
     """Admin accounts typed for a first push that no push took in time are deleted."""
     return logins_forget_expired()
+
+
+@shared_task(name="deployments.agent_heartbeat", ignore_result=True)
+def agent_heartbeat_task(deployment_id):
+    """Runs on the site's own queue: proof that its worker is there (deployments/agents.py)."""
+    from .agents import heartbeat
+
+    heartbeat(deployment_id)
+
+
+@shared_task(name="deployments.agent_heartbeats", ignore_result=True)
+def agent_heartbeats_task():
+    from .agents import send_heartbeats
+
+    send_heartbeats()

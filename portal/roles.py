@@ -91,6 +91,7 @@ GLOBAL_ONLY = {"staff_list", "metrics_token"}
 
 NAV = [
     ("Dashboard", "dashboard", "portal.view_dashboard"),
+    ("Sites", "sites", "portal.view_dashboard"),
     ("Worklist", "worklists:index", "worklists.view_worklistentry"),
     ("Modalities", "deployments:modalities", "deployments.view_deployment"),
     ("Orthanc users", "deployments:orthanc_users", "deployments.view_deployment"),

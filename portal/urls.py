@@ -20,6 +20,7 @@ urlpatterns = [
         login_required(auth_views.PasswordChangeDoneView.as_view(template_name="accounts/password_change_done.html")),
         name="password_change_done",
     ),
+    path("sites/", views.sites_overview, name="sites"),
     path("audit/", views.audit_log, name="audit_log"),
     path("staff/", views.staff_list, name="staff_list"),
     path("staff/new/", views.staff_create, name="staff_create"),

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from deployments.models import Deployment
 
-from . import audit, metrics, tokens
+from . import audit, metrics, overview, tokens
 from .dashboard import deployment_cards
 from .forms import ApiTokenForm, AuditFilterForm, StaffForm
 from .models import AuditEntry, MetricsToken
@@ -40,6 +40,26 @@ def dashboard(request):
 def dashboard_cards(request):
     """The live part of the dashboard, refreshed by htmx every few seconds."""
     return render(request, "portal/_dashboard_cards.html", {"cards": deployment_cards(request.user)})
+
+
+@require_perm("portal.view_dashboard")
+def sites_overview(request):
+    """One line per site, sortable (?sort=name, orthanc, lag, backup, pending, agent; - for reverse)."""
+    sort = request.GET.get("sort", overview.DEFAULT_SORT)
+    if sort.removeprefix("-") not in overview.SORTS:
+        sort = overview.DEFAULT_SORT  # an unknown column sorts by name rather than failing
+    rows = overview.site_rows(request.user, sort)
+    return render(request, "portal/sites.html", {"rows": rows, "sort": sort, "columns": SITE_COLUMNS})
+
+
+SITE_COLUMNS = [
+    ("name", "Site"),
+    ("orthanc", "Orthanc"),
+    ("lag", "Worklist sync"),
+    ("backup", "Last backup"),
+    ("pending", "Waiting to apply"),
+    ("agent", "Site worker"),
+]
 
 
 @require_perm("portal.view_auditentry")

@@ -306,6 +306,9 @@ class Deployment(models.Model):
     last_version = models.CharField(max_length=32, blank=True)
     last_state = models.CharField(max_length=8, choices=CheckState.choices, blank=True)  # blank: never checked
     last_statistics = models.JSONField(default=dict, blank=True)  # Orthanc's /statistics when last up
+    # The site's worker answered a heartbeat (deployments/agents.py): the site is reachable.
+    agent_seen_at = models.DateTimeField(null=True, blank=True)
+    agent_host = models.CharField(max_length=255, blank=True)
 
     class Meta:
         ordering = ["name"]

@@ -1,5 +1,5 @@
 from django import template
-from django.forms import CheckboxInput, RadioSelect, Select, SelectMultiple
+from django.forms import CheckboxInput, CheckboxSelectMultiple, RadioSelect, Select, SelectMultiple
 from django.utils import timezone
 
 register = template.Library()
@@ -9,7 +9,7 @@ register = template.Library()
 def bs(field):
     """Render a bound field's widget with Bootstrap's classes (and is-invalid on error)."""
     widget = field.field.widget
-    if isinstance(widget, CheckboxInput):
+    if isinstance(widget, (CheckboxInput, CheckboxSelectMultiple)):
         css = "form-check-input"
     elif isinstance(widget, (Select, SelectMultiple)) and not isinstance(widget, RadioSelect):
         css = "form-select"

@@ -23,6 +23,7 @@ MATRIX = {
     "logout": Row(302, 302, 302, anonymous=302, method="post"),
     "password_change": G(200, 200, 200),
     "password_change_done": G(200, 200, 200),
+    "sites": G(viewer=200),
     "audit_log": G(),
     "staff_list": G(),
     "staff_create": G(),
