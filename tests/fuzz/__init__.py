@@ -54,6 +54,7 @@ TABLE = {
     "logout": action("next"),
     "password_change": form(),
     "password_change_done": page(),
+    "sites": page(),
     "audit_log": page(),
     "staff_list": page(),
     "staff_create": form(),
