@@ -339,12 +339,14 @@ class Session:
     def read(self, path, timeout=300) -> bytes | None:
         """One file of the target (rsync into a private temporary folder); None when it is not there."""
         with tempfile.TemporaryDirectory(prefix="portal-read-") as tmp:
-            proc = self._rsync(["-t", self.remote(path), f"{tmp}/"], timeout=timeout, ok=(0, 23))
-            if proc.returncode == 23:
-                if "No such file or directory" in proc.stderr:
-                    return None
-                raise classify(proc.stderr, self.schedule)
-            return (Path(tmp) / Path(path).name).read_bytes()
+            proc = self._rsync(["-t", self.remote(path), f"{tmp}/"], timeout=timeout, ok=range(256))
+            if proc.returncode == 0:
+                return (Path(tmp) / Path(path).name).read_bytes()
+        # rsync's own "link_stat … failed", or rrsync's refusal to open a path that is not there.
+        missing = ("link_stat", "post-realpath open failed")
+        if "No such file or directory" in proc.stderr and any(m in proc.stderr for m in missing):
+            return None
+        raise classify(proc.stderr or f"rsync exited with status {proc.returncode}", self.schedule)
 
     def delete(self, names, under="", timeout=3600):
         """Remove the folders ``names`` directly under ``under`` on the target: an rsync of an empty

@@ -81,6 +81,30 @@ def test_a_change_since_the_previous_snapshot_stops_orthanc_again_for_a_fresh_in
     assert second.instances == 3 and first.instances == 2
 
 
+def test_an_index_that_cannot_be_linked_from_the_previous_snapshot_is_never_left_as_stand_ins_orthanc_stops_instead(
+    backup_setup,
+):
+    import os
+
+    setup = backup_setup()
+    upload_studies(setup.orthanc.client(), studies=1, per_study=2)
+    first = setup.run()
+    old_index = setup.target / first.snapshot / "index" / "index"
+    os.utime(old_index, ns=(old_index.stat().st_atime_ns, old_index.stat().st_mtime_ns + 10**9))  # touched there
+
+    second = setup.run()  # nothing changed in Orthanc: it tries to link the first snapshot's index
+
+    assert second.state == BackupRun.State.SUCCEEDED, second.error
+    assert f"the index of {first.snapshot} could not be linked" in second.log_tail
+    assert second.downtime > 0  # Orthanc was stopped for a fresh copy
+    index = setup.target / second.snapshot / "index" / "index"
+    assert index.read_bytes()[:16] == b"SQLite format 3\x00"  # the real index, not a stand-in of zeros
+    assert index.stat().st_ino != old_index.stat().st_ino
+    manifest = json.loads((setup.target / second.snapshot / "manifest.json").read_text())
+    assert manifest["index_files"]["index"] == index.stat().st_size
+    assert manifest["index_mtimes"]["index"] == index.stat().st_mtime_ns
+
+
 def assert_no_partial_and_intact(setup, earlier):
     names = setup.snapshots()
     assert [n for n in names if not (setup.target / n / "manifest.json").is_file()] == [], names
