@@ -384,9 +384,9 @@ class Snapshotter:
         (stage / "index").mkdir()
         for n in names:
             (stage / "index" / n).symlink_to(index / n)
-        stats = {n: (index / n).stat() for n in names}
-        self.index_files = {n: st.st_size for n, st in stats.items()}
-        self.index_mtimes = {n: st.st_mtime_ns for n, st in stats.items()}
+        found = {n: (index / n).stat() for n in names}
+        self.index_files = {n: st.st_size for n, st in found.items()}
+        self.index_mtimes = {n: st.st_mtime_ns for n, st in found.items()}  # rsync -a gives the copies these
         self.checksums = attachment_checksums(index / "index")  # Orthanc is stopped: the index is still
         stats = self._rsync_stage(
             ssh, stage, previous, name, excludes, ["--delete"], timeout=max(deadline - time.monotonic(), 1)
