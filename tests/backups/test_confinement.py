@@ -165,3 +165,23 @@ def test_test_connection_names_a_missing_folder_and_how_to_make_it(admin_client,
     assert 'id="login-error"' in page
     assert f"the folder {schedule.target_folder} does not exist on the backup target" in page
     assert f"(mkdir -p {schedule.target_folder})" in page
+
+
+def test_only_an_unfinished_snapshot_folder_is_removed_and_the_deletion_touches_nothing_else(schedule):
+    folder = Path(schedule.target_folder)
+    for name in ("20260101T000000Z", "20260102T000000Z", "20260103T000000Z"):
+        (folder / name / "storage" / "ab").mkdir(parents=True)
+        (folder / name / "storage" / "ab" / "file").write_text(name)
+    (folder / "20260102T000000Z" / "manifest.json").write_text("{}")  # finished: its manifest came last
+    (folder / "notes.txt").write_text("the administrator's\n")
+
+    with Session(schedule) as ssh:
+        finished, unfinished = ssh.snapshot_folders()
+        removed = ssh.remove_unfinished(["20260101T000000Z", "20260102T000000Z"])
+        with pytest.raises(ValueError, match="not a folder name"):
+            ssh.delete(["*"])
+
+    assert finished == {"20260102T000000Z"} and unfinished == {"20260101T000000Z", "20260103T000000Z"}
+    assert removed == ["20260101T000000Z"]
+    assert sorted(p.name for p in folder.iterdir()) == ["20260102T000000Z", "20260103T000000Z", "notes.txt"]
+    assert (folder / "20260103T000000Z" / "storage" / "ab" / "file").read_text() == "20260103T000000Z"
