@@ -3,8 +3,8 @@
 - a rotating restore drill: the least recently drilled snapshots (never drilled first), as many a
   day as keep every snapshot drilled at least once every DRILL_CYCLE_DAYS;
 - a sample of attachments of every kept snapshot re-read on the target (rsync --checksum computes
-  their MD5 there, through rrsync) and compared with the MD5 Orthanc recorded (the manifest's ``checksums``): damage in an old snapshot is found the day
-  after, not on the day it is needed.
+  their MD5 there, through rrsync) and compared with the MD5 Orthanc recorded (the manifest's
+  ``checksums``): damage in an old snapshot is found the day after, not on the day it is needed.
 
 Each snapshot's result is kept on its run (drill_*, sample_*) and shown on the dashboard.
 """
