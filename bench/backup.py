@@ -89,7 +89,8 @@ def upload(orthanc, count, per_study, patient_prefix, workers=4):
 
 
 def plain_rsync(sshd, identity, schedule, storage, dest):
-    """rsync -a of the storage folder over the same SSH (same key, same pinned host key)."""
+    """rsync -a of the storage folder over the same SSH (same key, same pinned host key, so through the
+    same rrsync: ``dest`` is a folder name inside the schedule's confined folder)."""
     keys = WORK / "plain-ssh"
     keys.mkdir(mode=0o700)
     atomic_write(keys / "id", identity.private_key.encode(), mode=0o600)
@@ -200,13 +201,15 @@ def main():
         sshd.start()
         deployment = orthanc.save_deployment()
         identity = ensure_identity(deployment)
-        sshd.authorize(identity.authorized_keys_line)
         key = keyscan("127.0.0.1", sshd.port)[0]
         schedule = BackupSchedule.objects.create(
             deployment=deployment, name="bench", host="127.0.0.1", port=sshd.port, user=getpass.getuser(),
             remote_folder=str(sshd.root / "backups"), host_key=key, host_key_fingerprint=fingerprint(key),
             keep_daily=30,
         )  # fmt: skip
+        # As on a real target: the folder made by its administrator, the key confined to it by rrsync.
+        Path(schedule.target_folder).mkdir(parents=True)
+        sshd.authorize(schedule.authorized_keys_line())
         t0 = time.monotonic()
         upload(orthanc, args.instances, args.per_study, "B")
         client = orthanc.client()
@@ -222,7 +225,7 @@ def main():
             f"{stats['CountStudies']} studies, storage {filesize(storage_bytes)}; uploaded in {time.monotonic() - t0:.1f} s"
         )
 
-        plain_time, plain_bytes = plain_rsync(sshd, identity, schedule, storage, sshd.root / "plain-rsync")
+        plain_time, plain_bytes = plain_rsync(sshd, identity, schedule, storage, "plain-rsync")
         first_time, first = backup(schedule)
         inodes = {
             p.relative_to(Path(schedule.target_folder) / first.snapshot): p.stat().st_ino

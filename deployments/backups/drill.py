@@ -48,9 +48,7 @@ def fetch_snapshot(run, into: Path, exclude=("/config/",)):
 
         return fetch_archive(run, into, config="/config/" not in exclude)
     with Session(run.schedule) as ssh:
-        return ssh.rsync(
-            [ssh.remote(f"{run.snapshot_path}/")], f"{into}/", [f"--exclude={pattern}" for pattern in exclude]
-        )
+        return ssh.rsync([ssh.remote(f"{run.snapshot}/")], f"{into}/", [f"--exclude={pattern}" for pattern in exclude])
 
 
 class ThrowawayOrthanc:

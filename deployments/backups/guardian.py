@@ -5,14 +5,15 @@ would leave the clinic without its PACS until the lost-run reaper, half an hour 
 starts a guardian and talks to it over a pipe, one line a message:
 
     {"run": …, "database": …, …}   the first line: what to clean up, and where the run is recorded
-    partial <path>                  the run's .partial folder on the target
+    partial <name>                  the snapshot folder the run writes on the target (unfinished
+                                    until its manifest.json is there)
     stop <epoch seconds>            Orthanc is being stopped; it must answer again by that time
     started                         Orthanc answers again: the stop window is closed
     done                            the run ended by itself (success or recorded failure)
 
 The end of the pipe without "done" means the run's process died: the guardian starts Orthanc (if the
 window was open), ends the dead run's SSH control connection, removes its temporary folders and its
-.partial folder, and records the run failed so that the schedule can run again at once. A stop
+snapshot folder if still unfinished (no manifest.json: a finished snapshot stays), and records the run failed so that the schedule can run again at once. A stop
 window that outlasts its deadline gets Orthanc started too, even while the run lives on (the run
 then finds Orthanc running and fails its copy as inconsistent).
 
@@ -203,7 +204,7 @@ def remove_partial(w):
         return
     try:
         with Session(run_of(w).schedule) as ssh:
-            ssh.run("rm", "-rf", "--", w.partial, timeout=300)
+            ssh.remove_unfinished([w.partial])
     except Exception:  # the next run removes it
         log.exception("could not remove %s", w.partial)
 

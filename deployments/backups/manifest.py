@@ -69,16 +69,6 @@ def damaged_files(checksums: dict[str, str], sums: dict[str, str]) -> list[str]:
     return sorted(rel for rel, md5 in checksums.items() if sums.get(rel) != md5)
 
 
-def parse_md5sum(text: str) -> dict[str, str]:
-    """md5sum's output ('<md5>  <name>' lines) → name → md5."""
-    sums = {}
-    for line in text.splitlines():
-        md5, _, name = line.partition("  ")
-        if name:
-            sums[name] = md5
-    return sums
-
-
 def study_uids(client) -> list[str]:
     studies = client.get_json("/studies", params={"expand": ""})
     return sorted(s.get("MainDicomTags", {}).get("StudyInstanceUID", s["ID"]) for s in studies)

@@ -40,11 +40,6 @@ class SshIdentity(models.Model):
     def __str__(self):
         return f"backup key of {self.deployment}"
 
-    @property
-    def authorized_keys_line(self):
-        # restrict: no port forwarding, no agent, no pty; rsync and the commands of a run still work.
-        return f"restrict {self.public_key}"
-
 
 class BackupSchedule(models.Model):
     class Kind(models.TextChoices):
@@ -200,16 +195,16 @@ class BackupSchedule(models.Model):
         return self.kind == self.Kind.LOCAL
 
     def authorized_keys_line(self):
-        """The line for the target's authorized_keys; a Borg target confines the key to an
-        append-only ``borg serve`` of this schedule's repository."""
-        from .borg import authorized_keys_line
+        """The line for the target's authorized_keys. The key never gets a shell: a Borg target
+        confines it to an append-only ``borg serve`` of this schedule's repository, an rsync target
+        to rrsync in this schedule's folder."""
+        from . import borg, ssh
 
         identity = getattr(self.deployment, "backup_identity", None)
-        if identity is None:
+        if identity is None or self.is_local:
             return ""
-        if self.is_local:
-            return ""
-        return authorized_keys_line(self, identity.public_key) if self.is_borg else identity.authorized_keys_line
+        kind = borg if self.is_borg else ssh
+        return kind.authorized_keys_line(self, identity.public_key)
 
     @property
     def periodic_task_name(self):

@@ -28,7 +28,7 @@ def backups_reap_lost(now=None) -> int:
         if not BackupRun.objects.filter(pk=run.pk, state__in=BackupRun.ACTIVE).update(
             state=BackupRun.State.FAILED,
             finished_at=now,
-            error="the worker running this backup was lost (killed or restarted); the next run removes its .partial",
+            error="the worker running this backup was lost (killed or restarted); the next run removes its unfinished snapshot folder",
         ):
             continue
         reaped += 1

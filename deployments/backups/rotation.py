@@ -2,9 +2,9 @@
 
 - a rotating restore drill: the least recently drilled snapshots (never drilled first), as many a
   day as keep every snapshot drilled at least once every DRILL_CYCLE_DAYS;
-- a sample of attachments of every kept snapshot re-read on the target with md5sum and compared with
-  the MD5 Orthanc recorded (the manifest's ``checksums``): damage in an old snapshot is found the day
-  after, not on the day it is needed.
+- a sample of attachments of every kept snapshot re-read on the target (rsync --checksum computes
+  their MD5 there, through rrsync) and compared with the MD5 Orthanc recorded (the manifest's
+  ``checksums``): damage in an old snapshot is found the day after, not on the day it is needed.
 
 Each snapshot's result is kept on its run (drill_*, sample_*) and shown on the dashboard.
 """
@@ -20,9 +20,9 @@ from django.utils import timezone
 
 from . import alerts
 from .drill import backup_verify
-from .manifest import damaged_files, parse_md5sum
+from .manifest import damaged_files
 from .models import BackupRun
-from .ssh import Session
+from .ssh import Session, SshError
 
 log = logging.getLogger(__name__)
 DRILL_CYCLE_DAYS = 28  # every snapshot drilled within four weeks: "at least once a month"
@@ -66,20 +66,19 @@ def sample_check(schedule, size=None, rng=None) -> dict[int, list[str]]:
         for run in runs:
             now = timezone.now()
             try:
-                manifest = json.loads(ssh.run("cat", "--", f"{run.snapshot_path}/manifest.json"))
+                raw = ssh.read(f"{run.snapshot}/manifest.json")
+                if raw is None:
+                    raise SshError(f"{run.snapshot}/manifest.json is not on the target")
+                manifest = json.loads(raw)
                 checksums = manifest.get("checksums") or {}
                 if not checksums:
                     state, message, damaged = BackupRun.Drill.NONE, "no checksums in this snapshot's manifest", []
                 else:
                     names = sorted(checksums)
                     picked = sorted(rng.sample(names, min(per_snapshot, len(names))))
-                    out = ssh.run_all(
-                        [["cd", "--", f"{run.snapshot_path}/storage"], ["xargs", "-0", "-r", "md5sum", "--"]],
-                        input="\0".join(picked).encode(),
-                        timeout=3600,
-                        check=False,  # a missing file fails md5sum: it is then absent from the sums, named below
-                    )[0]
-                    damaged = damaged_files({r: checksums[r] for r in picked}, parse_md5sum(out))
+                    # A missing file is absent from the sums: named below as damaged.
+                    sums = ssh.md5s(f"{run.snapshot}/storage", picked)
+                    damaged = damaged_files({r: checksums[r] for r in picked}, sums)
                     if damaged:
                         state = BackupRun.Drill.FAILED
                         message = f"{len(damaged)} of {len(picked)} sampled files DAMAGED: {', '.join(damaged)}"[:2000]

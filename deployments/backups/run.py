@@ -1,8 +1,11 @@
 """backup_run: one snapshot of a deployment on its schedule's target, recorded first.
 
-Layout on the target: <remote folder>/<slug>/<UTC timestamp>/{storage,index,config,manifest.json},
-written as <timestamp>.partial and renamed only when complete. Unchanged storage files are hard
-links to the previous snapshot (rsync --link-dest): they cost no transfer and no space.
+Layout on the target: <remote folder>/<slug>/<UTC timestamp>/{storage,index,config,manifest.json}.
+The key is confined to <remote folder>/<slug> by rrsync, so every step is an rsync with paths
+relative to that folder: there is no rename. A snapshot is written under its final name and its
+manifest.json last, as the mark of completion: a folder without one is unfinished, never taken for
+a snapshot, and removed (by the run itself, its guardian, or the next run). Unchanged storage files
+are hard links to the previous snapshot (rsync --link-dest): they cost no transfer and no space.
 """
 
 import json
@@ -31,7 +34,6 @@ from .manifest import (
     index_inside_storage,
     is_index_file,
     orthanc_facts,
-    parse_md5sum,
     storage_files,
     storage_paths,
 )
@@ -42,10 +44,9 @@ from .ssh import Session, SshError
 from .validators import is_snapshot_name
 
 log = logging.getLogger(__name__)
+# Left by runs of portal versions that renamed a finished snapshot: removed like any unfinished one.
 PARTIAL = ".partial"
-MARK = "--- previous manifest ---"
-RENAMED = "--- snapshot renamed ---"
-VERIFY_STREAMS = 2  # md5sum processes reading a snapshot back on the target at once
+VERIFY_STREAMS = 2  # rsync --checksum processes reading a snapshot back on the target at once
 
 
 def stop_window_seconds():
@@ -102,7 +103,7 @@ class Snapshotter:
         self.index_files = {}
         self.checksums = {}  # storage path → MD5 as Orthanc's index records it
         self.verified = False  # every storage file of the new snapshot read back and matching
-        self.finish = []  # commands run with the final rename, in the same round trip
+        self.index_mtimes = {}  # index file → its mtime (ns), as rsync -a gave it to the target's copy
         self.previous_manifest = None
         self.guard = None
 
@@ -140,7 +141,6 @@ class Snapshotter:
 
     def execute(self):
         s, d = self.schedule, self.deployment
-        base = s.target_folder
         sqlite = s.include_index and d.index_backend == d.IndexBackend.SQLITE
         if sqlite:
             self.service = service_of(d)  # before anything is copied: no stop control, no run
@@ -157,58 +157,47 @@ class Snapshotter:
         ):
             self.note(f"connected to {s.target_label}")
             stage = self._stage(Path(tmp))
-            partial = None
+            name = None
             try:
                 if guess:
                     # The database names the previous snapshot: the bulk copy links to it while the
                     # target is listed (and that snapshot's manifest read) in a second, parallel call.
                     name = new_snapshot_name(guess)
-                    partial = f"{base}/{name}{PARTIAL}"
-                    self.guard.partial(partial)
+                    self.guard.partial(name)
                     with ThreadPoolExecutor(1) as pool:
-                        looking = pool.submit(self._look, ssh, base, guess, f"{name}{PARTIAL}")
-                        bulk = self._bulk(ssh, stage, base, guess, partial)
+                        looking = pool.submit(self._look, ssh, guess, name)
+                        bulk = self._bulk(ssh, stage, guess, name)
                         snapshots, previous = looking.result()
                     if name <= previous:
                         raise SshError(f"the target holds a snapshot {previous} newer than this one: check the clocks")
                 else:
-                    snapshots, previous = self._look(ssh, base, None)
+                    snapshots, previous = self._look(ssh, None)
                     name = new_snapshot_name(previous)
-                    partial = f"{base}/{name}{PARTIAL}"
-                    self.guard.partial(partial)
-                    bulk = self._bulk(ssh, stage, base, previous, partial)
+                    self.guard.partial(name)
+                    bulk = self._bulk(ssh, stage, previous, name)
                 self.run.previous, self.run.snapshot = previous, ""
                 doomed = self._doomed([*snapshots, name])
-                manifest = self._copy(ssh, stage, base, previous, partial, sqlite, bulk)
-                manifest["damaged_before"] = self._verify(ssh, stage, partial, previous)
+                manifest = self._copy(ssh, stage, previous, name, sqlite, bulk)
+                manifest["damaged_before"] = self._verify(ssh, stage, name, previous)
                 manifest["verified"] = self.verified
+                manifest["index_mtimes"] = self.index_mtimes
                 doomed = self._keep_verified(doomed, previous)
-                data = json.dumps(manifest, indent=1, sort_keys=True).encode()
-                self.wire += len(data)
-                # One round trip: manifest, rename, then (after the rename only) retention.
-                out, error = ssh.run_all(
-                    [
-                        ["df", "-Pk", "--", base],
-                        *self.finish,
-                        ["dd", f"of={partial}/manifest.json", "bs=64k", "status=none"],
-                        ["mv", "--", partial, f"{base}/{name}"],
-                        ["echo", RENAMED],
-                        *([["rm", "-rf", "--", *(f"{base}/{n}" for n in doomed)]] if doomed else []),
-                    ],
-                    input=data,
-                    timeout=900,
-                    check=False,
-                )
-                if RENAMED not in out:
-                    raise error or SshError("the target did not confirm the snapshot's rename")
+                self._write_manifest(ssh, name, manifest)
             except BaseException:
-                if partial:
-                    self._remove_partial(ssh, partial)
+                if name:
+                    self._remove_unfinished(ssh, name)
                 raise
             self.note(f"snapshot {name} complete")
             self.run.snapshot = name
-            self.run.target_free_bytes = parse_df(out.split(RENAMED)[0])
+            # rrsync runs no df: the free space is unknown here; a full disk fails rsync ("No space left").
+            self.run.target_free_bytes = None
             self.run.save()
+            error = None
+            if doomed:
+                try:
+                    ssh.delete(doomed)
+                except SshError as exc:
+                    error = exc
             self._pruned(doomed, error)
 
     def _guardian(self, ssh, stage):
@@ -216,47 +205,50 @@ class Snapshotter:
         self.guard = Guard(self.run, ssh_dir=ssh.dir, master_pid=ssh.master.pid, temp_dirs=[stage])
         return self.guard
 
-    def _look(self, ssh, base, guess, ours=None):
-        """List the target folder and, in the same round trip, read the manifest of the snapshot
-        the database takes for the newest (used only if the listing agrees)."""
-        listing = [["mkdir", "-p", "--", base], ["ls", "-1A", "--", base]]
-        out, text = None, ""
-        if guess:
-            try:
-                out = ssh.run_all([*listing, ["echo", MARK], ["cat", "--", f"{base}/{guess}/manifest.json"]])
-            except SshError:
-                out = None  # no such snapshot or manifest any more: list alone
-        if out is None:
-            out = ssh.run_all(listing)
-        out, _, text = out.partition(MARK + "\n")
-        names = out.split()
-        stale = [
-            f"{base}/{n}" for n in names if n != ours and n.endswith(PARTIAL) and is_snapshot_name(n[: -len(PARTIAL)])
-        ]
+    def _look(self, ssh, guess, ours=None):
+        """List the snapshots on the target (a folder counts once its manifest.json is there),
+        remove the unfinished ones other runs left, and read the manifest of the newest if the
+        database took it for the newest too."""
+        finished, unfinished = ssh.snapshot_folders()
+        stale = sorted(
+            n
+            for n in unfinished
+            if n != ours and (is_snapshot_name(n) or (n.endswith(PARTIAL) and is_snapshot_name(n[: -len(PARTIAL)])))
+        )
         if stale:
-            self.note(f"removing {', '.join(stale)} left by an interrupted run")
-            ssh.run("rm", "-rf", "--", *stale, timeout=600)
-        snapshots = sorted(n for n in names if is_snapshot_name(n))
+            self.note(f"removing {', '.join(stale)} left unfinished by an interrupted run")
+            ssh.delete(stale, timeout=600)
+        snapshots = sorted(n for n in finished if is_snapshot_name(n))
         previous = snapshots[-1] if snapshots else ""
         if previous and previous == guess:
             try:
-                self.previous_manifest = json.loads(text)
+                self.previous_manifest = json.loads(ssh.read(f"{previous}/manifest.json") or b"")
             except ValueError:
                 self.previous_manifest = None
         return snapshots, previous
 
-    def _remove_partial(self, ssh, partial):
+    def _remove_unfinished(self, ssh, name):
         try:
-            ssh.run("rm", "-rf", "--", partial, timeout=300)
-            self.note(f"removed {partial}")
+            if ssh.remove_unfinished([name]):
+                self.note(f"removed the unfinished {name}")
         except Exception as exc:  # the target may be gone: the next run removes it
-            self.note(f"could not remove {partial} ({exc}); the next run will")
+            self.note(f"could not remove the unfinished {name} ({exc}); the next run will")
 
-    def _rsync_stage(self, ssh, stage, base, previous, partial, excludes, extra=(), timeout=None):
+    def _write_manifest(self, ssh, name, manifest):
+        """The manifest last: its arrival (rsync renames it into place whole) marks the snapshot finished."""
+        data = json.dumps(manifest, indent=1, sort_keys=True).encode()
+        with tempfile.TemporaryDirectory(prefix="portal-manifest-") as tmp:
+            path = Path(tmp) / "manifest.json"
+            path.write_bytes(data)
+            stats = ssh.rsync([str(path)], ssh.remote(f"{name}/"), timeout=900)
+        self.wire += stats["wire_bytes"]
+
+    def _rsync_stage(self, ssh, stage, previous, name, excludes, extra=(), timeout=None):
         """One rsync of the staged tree (symlinks to the live folders, followed with -L) into the
-        .partial folder, unchanged files hard-linked to the previous snapshot."""
-        link = [f"--link-dest={base}/{previous}"] if previous else []
-        return ssh.rsync([f"{stage}/"], ssh.remote(f"{partial}/"), ["-L", *excludes, *link, *extra], timeout=timeout)
+        snapshot's folder, unchanged files hard-linked to the previous snapshot (a leading / is the
+        confined folder for rrsync)."""
+        link = [f"--link-dest=/{previous}"] if previous else []
+        return ssh.rsync([f"{stage}/"], ssh.remote(f"{name}/"), ["-L", *excludes, *link, *extra], timeout=timeout)
 
     def _stage(self, stage: Path) -> Path:
         """Symlinks to the live folders: one rsync (-L follows them) copies them all."""
@@ -274,21 +266,19 @@ class Snapshotter:
         secrets = [f"--exclude=/config/{name}" for name in sorted(SECRET_FILES)]
         return [*secrets, *(["--exclude=/storage/index", "--exclude=/storage/index-*"] if inside else [])]
 
-    def _bulk(self, ssh, stage, base, previous, partial):
+    def _bulk(self, ssh, stage, previous, name):
         """The copy while Orthanc runs: everything but the index, unchanged files hard-linked."""
-        bulk = self._rsync_stage(ssh, stage, base, previous, partial, self._excludes())
+        bulk = self._rsync_stage(ssh, stage, previous, name, self._excludes())
         self.wire += bulk["wire_bytes"]
         self.note(f"bulk copy: {bulk['transferred_files']} files sent, {bulk['wire_bytes']} bytes on the wire")
         return bulk
 
-    def _copy(self, ssh, stage, base, previous, partial, sqlite, bulk):
+    def _copy(self, ssh, stage, previous, name, sqlite, bulk):
         s, d = self.schedule, self.deployment
         storage, index = storage_paths(d)
         skip_index = index_inside_storage(d)
         excludes = self._excludes()
-        files, facts = (
-            self._unchanged_index(base, previous, partial, storage, skip_index, bulk) if sqlite else (None, {})
-        )
+        files, facts = self._unchanged_index(ssh, previous, name, storage, skip_index, bulk) if sqlite else (None, {})
         if not facts and (s.include_index or s.include_storage):
             # Right before the stop (or the dump): the counts and study UIDs of that moment.
             facts = orthanc_facts(d)
@@ -296,7 +286,7 @@ class Snapshotter:
         if sqlite and files is None:
 
             def window(deadline):
-                return self._stopped_copy(ssh, stage, base, previous, partial, storage, index, excludes, deadline)
+                return self._stopped_copy(ssh, stage, previous, name, storage, index, excludes, deadline)
 
             self.note("stopping Orthanc for the index copy")
             try:
@@ -308,7 +298,7 @@ class Snapshotter:
         elif not sqlite:
             self._count(bulk)
             if s.include_index:
-                self._pg_dump(ssh, partial)
+                self._pg_dump(ssh, name)
             files = storage_files(storage, skip_index) if s.include_storage else {}
         self.run.patients = facts.get("counts", {}).get("patients")
         self.run.studies = facts.get("counts", {}).get("studies")
@@ -325,7 +315,7 @@ class Snapshotter:
             "checksums": self.checksums,
         }
 
-    def _unchanged_index(self, base, previous, partial, storage, skip_index, bulk):
+    def _unchanged_index(self, ssh, previous, name, storage, skip_index, bulk):
         """Nothing changed since the previous snapshot (same last change in Orthanc before and after
         listing the same storage files): that snapshot's index, copied while Orthanc was stopped,
         is still exact. Hard-link it rather than stop Orthanc again. Returns (storage files, facts),
@@ -337,6 +327,7 @@ class Snapshotter:
             and before.get("index_backend") == self.deployment.index_backend
             and before.get("index_files")
             and before.get("last_change") is not None
+            and set(before.get("index_mtimes") or {}) == set(before["index_files"])
         ):
             return None, {}
         seq = last_change_of(self.deployment)
@@ -345,8 +336,10 @@ class Snapshotter:
         files = storage_files(storage, skip_index)
         if files != before.get("storage") or last_change_of(self.deployment) != seq:
             return None, {}
-        self.finish.append(["cp", "-al", "--", f"{base}/{previous}/index", f"{partial}/index"])
+        if not self._link_index(ssh, previous, name, before):
+            return None, {}
         self.index_files = before["index_files"]
+        self.index_mtimes = before["index_mtimes"]
         self.checksums = before.get("checksums", {})  # the same index: the same attachments
         self.run.downtime = 0.0
         self._count(bulk)
@@ -356,7 +349,34 @@ class Snapshotter:
         facts = {k: before[k] for k in ("deployment", "orthanc_version", "counts", "study_uids") if k in before}
         return files, {**facts, "last_change": seq, "config_revision": applied_revision(self.deployment)}
 
-    def _stopped_copy(self, ssh, stage, base, previous, partial, storage, index, excludes, deadline):
+    def _link_index(self, ssh, previous, name, before):
+        """Hard-link the previous snapshot's index files into this one. rsync copies nothing from
+        one folder of the target to another, but --link-dest links a file whose size and time match:
+        so empty stand-ins of that size and time are "sent", and the target links the real files
+        instead. A stand-in actually sent (no such file there any more) would be an index of zeros:
+        that index is removed at once and Orthanc is stopped for a fresh one. Returns whether every
+        file was linked."""
+        with tempfile.TemporaryDirectory(prefix="portal-index-") as tmp:
+            folder = Path(tmp) / "index"
+            folder.mkdir()
+            for n, size in before["index_files"].items():
+                with open(folder / n, "wb") as f:
+                    f.truncate(size)
+                os.utime(folder / n, ns=(before["index_mtimes"][n], before["index_mtimes"][n]))
+            # Size and time only: modes, owners and groups of the stand-ins are not the originals'.
+            stats = ssh.rsync(
+                [f"{tmp}/"],
+                ssh.remote(f"{name}/"),
+                ["--no-perms", "--no-owner", "--no-group", f"--link-dest=/{previous}"],
+            )
+        self.wire += stats["wire_bytes"]
+        if stats["transferred_files"]:
+            ssh.delete(["index"], under=name)
+            self.note(f"the index of {previous} could not be linked ({stats['transferred_files']} files differ)")
+            return False
+        return True
+
+    def _stopped_copy(self, ssh, stage, previous, name, storage, index, excludes, deadline):
         """Inside the stop window: one rsync of the final storage delta and the index files."""
         names = sorted(n for n in os.listdir(index) if is_index_file(n))
         if not names:
@@ -364,24 +384,26 @@ class Snapshotter:
         (stage / "index").mkdir()
         for n in names:
             (stage / "index" / n).symlink_to(index / n)
-        self.index_files = {n: (index / n).stat().st_size for n in names}
+        found = {n: (index / n).stat() for n in names}
+        self.index_files = {n: st.st_size for n, st in found.items()}
+        self.index_mtimes = {n: st.st_mtime_ns for n, st in found.items()}  # rsync -a gives the copies these
         self.checksums = attachment_checksums(index / "index")  # Orthanc is stopped: the index is still
         stats = self._rsync_stage(
-            ssh, stage, base, previous, partial, excludes, ["--delete"], timeout=max(deadline - time.monotonic(), 1)
+            ssh, stage, previous, name, excludes, ["--delete"], timeout=max(deadline - time.monotonic(), 1)
         )
         self.wire += stats["wire_bytes"]
         self._count(stats)
         self.note(f"final delta and index: {stats['transferred_files']} files sent, {stats['wire_bytes']} bytes")
         return storage_files(storage, index == storage) if self.schedule.include_storage else {}
 
-    def _verify(self, ssh, stage, partial, previous):
+    def _verify(self, ssh, stage, name, previous):
         """Read back every storage file of the new snapshot on the target against Orthanc's MD5.
         A mismatch is a file hard-linked from a damaged older snapshot (or a bad write): it is sent
         again (a new file, the old one left as it is) and named. Returns the names; raises if the
         second reading still differs."""
         if not self.checksums or not self.schedule.include_storage:
             return []
-        damaged = damaged_files(self.checksums, self._remote_md5(ssh, partial, self.checksums))
+        damaged = damaged_files(self.checksums, self._remote_md5(ssh, name, self.checksums))
         if not damaged:
             self.note(f"verified {len(self.checksums)} storage files against Orthanc's MD5")
             self.verified = True
@@ -393,10 +415,10 @@ class Snapshotter:
             listing.flush()
             # -I: same size and time as the damaged copy, so rsync must not trust its quick check.
             stats = ssh.rsync(
-                [f"{stage}/storage/"], ssh.remote(f"{partial}/storage/"), ["-L", "-I", f"--files-from={listing.name}"]
+                [f"{stage}/storage/"], ssh.remote(f"{name}/storage/"), ["-L", "-I", f"--files-from={listing.name}"]
             )
         self.wire += stats["wire_bytes"]
-        still = damaged_files({r: self.checksums[r] for r in damaged}, self._remote_md5(ssh, partial, damaged))
+        still = damaged_files({r: self.checksums[r] for r in damaged}, self._remote_md5(ssh, name, damaged))
         if still:
             raise SshError(
                 f"storage files still differ from Orthanc's MD5 after sending them again: {', '.join(still)}"
@@ -413,20 +435,15 @@ class Snapshotter:
         )
         return damaged
 
-    def _remote_md5(self, ssh, partial, names):
+    def _remote_md5(self, ssh, name, names):
         """Orthanc's storage files in the new snapshot, read back on the target in parallel streams
-        (one md5sum per core is what the reading costs)."""
+        (rsync --checksum computes each file's MD5 there and sends only the sums)."""
         names = sorted(names)
         parts = [names[i::VERIFY_STREAMS] for i in range(VERIFY_STREAMS)]
 
         def sums(part):
-            out = ssh.run_all(
-                [["cd", "--", f"{partial}/storage"], ["xargs", "-0", "-r", "md5sum", "--"]],
-                input="\0".join(part).encode(),
-                timeout=3600,
-                check=False,
-            )[0]  # a missing file makes md5sum fail: it is simply not in the sums, so named as damaged
-            return parse_md5sum(out)
+            # A missing file is simply not in the sums: damaged_files names it.
+            return ssh.md5s(f"{name}/storage", part)
 
         with ThreadPoolExecutor(VERIFY_STREAMS) as pool:
             return {k: v for found in pool.map(sums, [p for p in parts if p]) for k, v in found.items()}
@@ -435,9 +452,9 @@ class Snapshotter:
         self.run.files = (self.run.files or 0) + stats["files"]
         self.run.snapshot_size = (self.run.snapshot_size or 0) + stats["size"]
 
-    def _pg_dump(self, ssh, partial):
+    def _pg_dump(self, ssh, name):
         with tempfile.TemporaryDirectory(prefix="portal-pgdump-") as tmp:
-            stats = ssh.rsync([pg_dump(self.deployment, Path(tmp))], ssh.remote(f"{partial}/"))
+            stats = ssh.rsync([pg_dump(self.deployment, Path(tmp))], ssh.remote(f"{name}/"))
         self.wire += stats["wire_bytes"]
         self._count(stats)
 
@@ -467,13 +484,6 @@ class Snapshotter:
                 pruned_at=timezone.now()
             )
         self.run.pruned = doomed
-
-
-def parse_df(out):
-    try:
-        return int(out.strip().splitlines()[-1].split()[3]) * 1024
-    except (IndexError, ValueError):
-        return None
 
 
 def last_change_of(deployment):

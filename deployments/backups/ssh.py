@@ -2,8 +2,13 @@
 
 Every program runs from an argument list, never a local shell. One connection per session: a
 ControlMaster authenticates with the deployment's key, written 0600 into a private temporary
-folder and deleted as soon as the master is up; ssh and rsync calls then ride that connection.
+folder and deleted as soon as the master is up; rsync (and borg) calls then ride that connection.
 The target's host key is pinned and checked strictly (StrictHostKeyChecking=yes).
+
+On an rsync target the key's authorized_keys line forces rrsync, confined to the schedule's folder:
+the portal runs no shell command there, only rsync, with paths relative to that folder (listing,
+reading a manifest, checksums, deletions are all rsync). A session refuses a key that still opens a
+shell: the relative paths would then land in the user's home.
 """
 
 import re
@@ -19,6 +24,16 @@ from portal.files import atomic_write
 from .keys import fingerprint
 
 SSH, RSYNC, KEYSCAN = "ssh", "rsync", "ssh-keyscan"
+# Debian's rsync package ships it (12 and 13). -no-lock: the portal reads a target while a run writes
+# it (a drill, the sample check, Test connection, the run's own listing and checksum streams); the
+# lock would refuse them, and rrsync itself calls its lock a convenience, not a security control.
+RRSYNC = "/usr/bin/rrsync"
+# A shell prints it back; rrsync refuses it as "does not run rsync".
+PROBE = "orthanc-portal-confinement-probe"
+# What the portal's probe folder is called while Test connection checks that the folder is writable.
+WRITE_PROBE = ".orthanc-portal-write-test"
+# Names the portal deletes on a target: one path component, no rsync wildcard.
+DELETABLE_RE = re.compile(r"^(?!\.\.?$)[A-Za-z0-9._+@-]+$")
 # The pinned key is filed under this alias, so the check holds whatever spelling the address has.
 ALIAS = "portal-backup-target"
 KEY_PREFERENCE = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa")
@@ -55,6 +70,29 @@ class TargetDiskFull(SshError):
     pass
 
 
+class NotConfined(SshError):
+    pass
+
+
+def rrsync_command(schedule) -> str:
+    # The folder is validated (letters, digits and . _ - + @ / only): nothing here is shell syntax.
+    return f"{RRSYNC} -no-lock {schedule.target_folder}"
+
+
+def authorized_keys_line(schedule, public_key) -> str:
+    """The exact line for the target user's ~/.ssh/authorized_keys: the key runs rsync, confined to
+    the schedule's folder, and nothing else."""
+    return f'command="{rrsync_command(schedule)}",restrict {public_key}'
+
+
+def folder_missing(schedule) -> SshError:
+    return SshError(
+        f"the folder {schedule.target_folder} does not exist on the backup target {schedule.host}:{schedule.port}: "
+        f"create it there as {schedule.user} (mkdir -p {schedule.target_folder}); the key is confined to it and "
+        "cannot create it"
+    )
+
+
 def _last_lines(text, n=6):
     return "\n".join(line for line in text.strip().splitlines()[-n:])
 
@@ -69,10 +107,15 @@ def classify(stderr: str, schedule) -> SshError:
         )
     if "No space left on device" in stderr or "Disk quota exceeded" in stderr:
         return TargetDiskFull(f"the backup target's disk is full (No space left on device) at {label}")
+    if "Restricted directory does not exist" in stderr:
+        return folder_missing(schedule)
+    if "rrsync error:" in stderr:  # before the "connection unexpectedly closed" that follows it
+        line = next(x for x in stderr.splitlines() if "rrsync error:" in x)
+        return SshError(f"the backup target {label} refused the request (rrsync): {line.split('error:', 1)[1].strip()}")
     if "Permission denied (publickey" in stderr:
         return SshError(
             f"{label} refused the deployment's SSH key for user {schedule.user}: add the authorized_keys line "
-            "shown on the deployment's backup key page to that user's ~/.ssh/authorized_keys"
+            "shown on the schedule's page to that user's ~/.ssh/authorized_keys"
         )
     if "command not found" in stderr and "rsync" in stderr:
         return SshError(f"rsync is not installed on the backup target {label}")
@@ -158,6 +201,8 @@ class Session:
         self.dir = Path(tempfile.mkdtemp(prefix="portal-ssh-"))  # 0700: ours alone
         try:
             self._connect()
+            if not self.schedule.is_borg:
+                self._check_confined()
         except BaseException:
             self._cleanup()
             raise
@@ -212,69 +257,155 @@ class Session:
                 + (f": {error}" if error else "")
             )
 
-    # ------------------------------------------------------------------ commands
-
-    def run(self, *args, timeout=120, input=None) -> str:
-        """Run one remote command; each argument is quoted for the remote shell."""
-        return self.run_all([args], timeout=timeout, input=input)
-
-    def run_all(self, commands, timeout=120, input=None, check=True):
-        """Run remote commands in one round trip, joined by && (the first failure stops the rest).
-        Every argument is quoted: nothing from a form reaches the remote shell as syntax.
-        Returns stdout; with ``check=False``, (stdout, the error as an SshError or None)."""
-        self._alive()
-        script = " && ".join(" ".join(shlex.quote(str(a)) for a in args) for args in commands)
+    def _check_confined(self):
+        """The key must reach rrsync confined to the schedule's folder, not a shell: a shell would
+        echo the probe back (and every relative path would land in the user's home)."""
+        s = self.schedule
         try:
-            proc = subprocess.run(  # nosec B603: argument list; remote arguments quoted above
-                [SSH, *self._client_options(), self.schedule.host, script],
+            proc = subprocess.run(  # nosec B603: argument list, fixed remote words
+                [SSH, *self._client_options(), s.host, "echo", PROBE],
                 capture_output=True,
-                input=input if input is not None else b"",
-                timeout=timeout,
+                stdin=subprocess.DEVNULL,
+                text=True,
+                timeout=60,
                 check=False,
             )
         except subprocess.TimeoutExpired as exc:
-            raise TargetUnreachable(f"the backup target did not finish '{commands[0][0]}' within {timeout} s") from exc
-        stderr, stdout = proc.stderr.decode(errors="replace"), proc.stdout.decode(errors="replace")
-        error = None
-        if proc.returncode != 0:
-            error = classify(stderr or f"{commands[-1][0]} exited with status {proc.returncode}", self.schedule)
-        if not check:
-            return stdout, error
-        if error:
-            raise error
-        return stdout
+            raise TargetUnreachable(f"the backup target {s.host}:{s.port} did not answer within 60 s") from exc
+        if PROBE in proc.stdout:
+            raise NotConfined(
+                f"the deployment's key opens a shell on {s.host}:{s.port} for {s.user}: nothing is written until it is "
+                "confined. Replace its line in that user's ~/.ssh/authorized_keys by the one shown on the schedule's "
+                f"page: {authorized_keys_line(s, '<key>')}"
+            )
+        if "does not run rsync" in proc.stderr:
+            return  # rrsync answered, and refused the shell command
+        if "Restricted directory does not exist" in proc.stderr:
+            raise folder_missing(s)
+        if proc.returncode == 255:  # ssh's own failure (the connection), not the forced command's
+            raise classify(proc.stderr, s)
+        raise NotConfined(
+            f"the deployment's key on {s.host}:{s.port} does not run rrsync confined to {s.target_folder} "
+            f"({_last_lines(proc.stderr, 2) or 'no answer'}): put the line shown on the schedule's page into "
+            f"{s.user}'s ~/.ssh/authorized_keys"
+        )
 
-    def free_bytes(self, path) -> int | None:
-        lines = self.run("df", "-Pk", "--", path).splitlines()
-        try:
-            return int(lines[-1].split()[3]) * 1024
-        except (IndexError, ValueError):
-            return None
+    # ------------------------------------------------------------------ rsync through rrsync
 
-    def remote(self, path) -> str:
+    def remote(self, path="") -> str:
+        """``path`` relative to the confined folder ("" is the folder itself); rrsync reads a
+        leading / as that folder too, which is how --link-dest names a snapshot."""
         host = self.schedule.host
         return f"[{host}]:{path}" if ":" in host else f"{host}:{path}"
 
-    def rsync(self, sources, destination, options=(), timeout=None) -> dict:
-        """rsync -a with --stats; returns the parsed statistics. Sources/destination are local
-        paths or ``self.remote(path)``."""
+    def _rsync(self, args, timeout=None, ok=(0,)):
         self._alive()
         rsh = shlex.join([SSH, *self._client_options()])
-        bwlimit = [f"--bwlimit={self.schedule.bandwidth_limit}"] if self.schedule.bandwidth_limit else []
-        command = [RSYNC, "-a", "--numeric-ids", "--stats", "--timeout=120", "-e", rsh, *bwlimit, *options]
         try:
             proc = subprocess.run(  # nosec B603: argument list
-                [*command, *map(str, sources), str(destination)],
+                [RSYNC, "--timeout=120", "-e", rsh, *map(str, args)],
                 capture_output=True,
+                stdin=subprocess.DEVNULL,
                 text=True,
                 timeout=timeout,
                 check=False,
             )
         except subprocess.TimeoutExpired as exc:
             raise SshError(f"rsync did not finish within {timeout:.0f} s") from exc
-        if proc.returncode != 0:
+        if proc.returncode not in ok:
             raise classify(proc.stderr or f"rsync exited with status {proc.returncode}", self.schedule)
-        return parse_stats(proc.stdout)
+        return proc
+
+    def rsync(self, sources, destination, options=(), timeout=None) -> dict:
+        """rsync -a with --stats; returns the parsed statistics. Sources/destination are local
+        paths or ``self.remote(path)``."""
+        bwlimit = [f"--bwlimit={self.schedule.bandwidth_limit}"] if self.schedule.bandwidth_limit else []
+        args = ["-a", "--numeric-ids", "--stats", *bwlimit, *options, *sources, destination]
+        return parse_stats(self._rsync(args, timeout=timeout).stdout)
+
+    def listing(self, path="", filters=(), recursive=False, timeout=300) -> list[tuple[str, str]]:
+        """(kind, name) of what ``path`` holds on the target, names relative to it; kind is the
+        first letter of the mode ("d", "-", "l")."""
+        out = self._rsync(
+            ["--list-only", *(["-r"] if recursive else []), *filters, self.remote(path)], timeout=timeout
+        ).stdout
+        entries = []
+        for line in out.splitlines():
+            parts = line.split(None, 4)
+            if len(parts) == 5 and parts[4] != ".":
+                entries.append((parts[0][0], parts[4]))
+        return entries
+
+    def read(self, path, timeout=300) -> bytes | None:
+        """One file of the target (rsync into a private temporary folder); None when it is not there."""
+        with tempfile.TemporaryDirectory(prefix="portal-read-") as tmp:
+            proc = self._rsync(["-t", self.remote(path), f"{tmp}/"], timeout=timeout, ok=range(256))
+            if proc.returncode == 0:
+                return (Path(tmp) / Path(path).name).read_bytes()
+        # rsync's own "link_stat … failed", or rrsync's refusal to open a path that is not there.
+        missing = ("link_stat", "post-realpath open failed")
+        if "No such file or directory" in proc.stderr and any(m in proc.stderr for m in missing):
+            return None
+        raise classify(proc.stderr or f"rsync exited with status {proc.returncode}", self.schedule)
+
+    def delete(self, names, under="", timeout=3600):
+        """Remove the folders ``names`` directly under ``under`` on the target: an rsync of an empty
+        folder with --delete, its filters selecting exactly those folders (everything else is
+        excluded, so protected)."""
+        for name in names:
+            if not DELETABLE_RE.match(name):
+                raise ValueError(f"not a folder name the portal deletes: {name!r}")
+        if not names:
+            return
+        with tempfile.TemporaryDirectory(prefix="portal-empty-") as empty:
+            # -r without -a: the folder's own mode and time stay as they are.
+            self._rsync(
+                ["-r", "--delete", *(f"--include=/{n}/***" for n in names), "--exclude=*", f"{empty}/",
+                 self.remote(f"{under}/" if under else "")],
+                timeout=timeout,
+            )  # fmt: skip
+
+    def md5s(self, folder, names, timeout=3600) -> dict[str, str]:
+        """MD5 of the files ``names`` (relative to ``folder``), computed on the target: a dry-run
+        rsync --checksum (MD5) into an empty folder sends the file list with each file's checksum
+        and no data. A file that is missing or unreadable there is absent from the result."""
+        with (
+            tempfile.TemporaryDirectory(prefix="portal-empty-") as empty,
+            tempfile.NamedTemporaryFile("w", prefix="portal-names-") as listing,
+        ):
+            listing.write("".join(f"{n}\n" for n in names))
+            listing.flush()
+            # 23: some files were not there; they are simply not in the sums.
+            out = self._rsync(
+                ["-r", "--dry-run", "--checksum", "--checksum-choice=md5", "--out-format=%i %C %n",
+                 f"--files-from={listing.name}", self.remote(f"{folder}/"), f"{empty}/"],
+                timeout=timeout,
+                ok=(0, 23),
+            ).stdout  # fmt: skip
+        return parse_checksums(out)
+
+    def snapshot_folders(self) -> tuple[set[str], set[str]]:
+        """(folders with a manifest.json, folders without) at the top of the confined folder. A
+        snapshot's manifest is written last: a folder without one is unfinished."""
+        entries = self.listing("", ["--include=/*/", "--include=/*/manifest.json", "--exclude=*"], recursive=True)
+        folders = {n for kind, n in entries if kind == "d" and "/" not in n}
+        finished = {n.split("/")[0] for kind, n in entries if kind == "-" and n.count("/") == 1}
+        return folders & finished, folders - finished
+
+    def remove_unfinished(self, names) -> list[str]:
+        """Remove those of ``names`` that are unfinished (no manifest.json); a finished one stays."""
+        _, unfinished = self.snapshot_folders()
+        doomed = sorted(n for n in names if n in unfinished)
+        self.delete(doomed)
+        return doomed
+
+    def check_writable(self):
+        """A probe folder written and removed again, through rrsync like every run."""
+        with tempfile.TemporaryDirectory(prefix="portal-probe-") as tmp:
+            (Path(tmp) / WRITE_PROBE).mkdir()
+            (Path(tmp) / WRITE_PROBE / "probe").write_text("orthanc-portal\n")
+            self._rsync(["-r", f"{tmp}/{WRITE_PROBE}", self.remote()], timeout=120)
+        self.delete([WRITE_PROBE])
 
 
 def _number(text, label):
@@ -290,6 +421,16 @@ def parse_stats(text) -> dict:
         "transferred_files": _number(text, "Number of regular files transferred"),
         "wire_bytes": _number(text, "Total bytes sent") + _number(text, "Total bytes received"),
     }
+
+
+def parse_checksums(out) -> dict[str, str]:
+    """rsync's "%i %C %n" lines of regular files: {name: MD5}."""
+    sums = {}
+    for line in out.splitlines():
+        parts = line.split(" ", 2)
+        if len(parts) == 3 and parts[0][1:2] == "f" and re.fullmatch(r"[0-9a-f]{32}", parts[1]):
+            sums[parts[2]] = parts[1]
+    return sums
 
 
 def offered_key(schedule) -> dict:

@@ -86,8 +86,8 @@ def schedule_create(request):
         schedule = _save_schedule(request, form)
         messages.success(
             request,
-            f"Schedule {schedule.name} saved. Add the deployment's key to the target, then use Test connection "
-            "to pin the target's host key.",
+            f"Schedule {schedule.name} saved. On the target, create its folder and add the authorized_keys line "
+            "shown below (it confines the key to that folder), then use Test connection to pin the target's host key.",
         )
         return redirect(schedule)
     return render(request, "backups/schedule_form.html", {"form": form})
@@ -163,10 +163,10 @@ def _try_login(schedule):
 
         return try_login(schedule)
     try:
+        # The session checks that the key reaches rrsync confined to the folder, and that it exists.
         with Session(schedule) as ssh:
-            ssh.run("mkdir", "-p", "--", schedule.target_folder)
-            free = ssh.free_bytes(schedule.target_folder)
-        return {"ok": True, "free": free}
+            ssh.check_writable()
+        return {"ok": True, "free": None, "note": "writable through rrsync (which cannot tell the free space)"}
     except SshError as exc:
         return {"ok": False, "error": str(exc)}
 
@@ -218,7 +218,7 @@ def ssh_key_generate(request, slug):
         identity,
         summary=f"backup key {'replaced' if existed else 'created'}: {identity.fingerprint}",
     )
-    messages.success(request, "New key pair made: put its line into the target's authorized_keys.")
+    messages.success(request, "New key pair made: put each schedule's new line into its target's authorized_keys.")
     return redirect("backups:ssh_key", slug=slug)
 
 

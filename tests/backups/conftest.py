@@ -99,6 +99,7 @@ def sshd(tmp_path):
     require_binary(SSHD, "openssh-server")
     require_binary("ssh", "openssh-client")
     require_binary("rsync", "rsync")
+    require_binary("/usr/bin/rrsync", "rsync")  # the forced command of every rsync target
     # The Debian package creates it at boot (systemd tmpfiles); a container may lack it.
     if not Path("/run/sshd").is_dir():
         try:
@@ -109,6 +110,17 @@ def sshd(tmp_path):
     server.start()
     yield server
     server.stop()
+
+
+def prepare_target(sshd, schedule):
+    """What the target's administrator does: the line the schedule's page shows goes into
+    authorized_keys, so every test runs with the key confined (rrsync for an rsync target); an rsync
+    target's folder is made beforehand (rrsync cannot make the folder it confines to)."""
+    if schedule.kind == BackupSchedule.Kind.RSYNC:
+        Path(schedule.target_folder).mkdir(parents=True, exist_ok=True)
+    line = schedule.authorized_keys_line()
+    if line:
+        sshd.authorize(line)
 
 
 def upload_studies(client, studies=2, per_study=3, size=64, patient="P"):
@@ -164,8 +176,7 @@ def backup_setup(orthanc_factory, sshd, db, tmp_path):
     def make(remote_folder=None, slug="clinic", orthanc_fields=None, **schedule_fields):
         orthanc = orthanc_factory(slug=slug, **(orthanc_fields or {}))
         deployment = orthanc.save_deployment()
-        identity = ensure_identity(deployment)
-        sshd.authorize(identity.authorized_keys_line)
+        ensure_identity(deployment)
         key = keyscan("127.0.0.1", sshd.port)[0]
         from deployments.backups.keys import fingerprint
 
@@ -180,6 +191,7 @@ def backup_setup(orthanc_factory, sshd, db, tmp_path):
             host_key_fingerprint=fingerprint(key),
             **schedule_fields,
         )
+        prepare_target(sshd, schedule)
         return BackupSetup(orthanc, sshd, deployment, schedule)
 
     return make

@@ -21,7 +21,6 @@ from deployments.backups.manifest import (
     live_counts,
     md5_of,
     orthanc_facts,
-    parse_md5sum,
     storage_files,
     storage_paths,
     storage_rel,
@@ -185,18 +184,22 @@ def test_a_storage_file_is_found_under_the_first_two_pairs_of_its_uuid():
     assert storage_rel("0a1b2c3d-4e5f-6789-abcd-ef0123456789") == "0a/1b/0a1b2c3d-4e5f-6789-abcd-ef0123456789"
 
 
-def test_md5sum_s_output_is_read_line_by_line_and_names_may_hold_spaces():
+def test_rsync_s_checksum_lines_are_read_for_regular_files_only_and_names_may_hold_spaces():
+    from deployments.backups.ssh import parse_checksums
+
     text = (
-        "d41d8cd98f00b204e9800998ecf8427e  ab/cd/abcd-1\n"
-        "0cc175b9c0f1b6a831c399e269772661  ab/cd/with two  spaces\n"
-        "not a line of md5sum\n"
+        "cd+++++++++                                  ab/\n"
+        ">f+++++++++ d41d8cd98f00b204e9800998ecf8427e ab/cd/abcd-1\n"
+        ">f+++++++++ 0cc175b9c0f1b6a831c399e269772661 ab/cd/with two  spaces\n"
+        "cL+++++++++                                  ab/link -> elsewhere\n"
+        "not a line of rsync\n"
         "\n"
     )
-    assert parse_md5sum(text) == {
+    assert parse_checksums(text) == {
         "ab/cd/abcd-1": "d41d8cd98f00b204e9800998ecf8427e",
         "ab/cd/with two  spaces": "0cc175b9c0f1b6a831c399e269772661",
     }
-    assert parse_md5sum("") == {}
+    assert parse_checksums("") == {}
 
 
 def test_damaged_files_are_those_whose_md5_differs_or_that_are_missing_sorted():

@@ -66,21 +66,48 @@ def test_a_change_since_the_previous_snapshot_stops_orthanc_again_for_a_fresh_in
     upload_studies(client, studies=1, per_study=2)
     first = setup.run()
     upload_studies(client, studies=1, per_study=1)
-    (setup.target / "20260101T000000Z.partial" / "storage").mkdir(parents=True)  # left by a killed run
+    # Left by killed runs: a snapshot folder without its manifest, and a .partial of an older portal.
+    (setup.target / "20260101T000000Z" / "storage").mkdir(parents=True)
+    (setup.target / "20260102T000000Z.partial" / "storage").mkdir(parents=True)
 
     second = setup.run()
 
     assert second.state == BackupRun.State.SUCCEEDED, second.error
     assert 0 < second.downtime < 5
-    assert setup.snapshots() == [first.snapshot, second.snapshot]  # the leftover .partial is gone
+    assert setup.snapshots() == [first.snapshot, second.snapshot]  # the unfinished leftovers are gone
+    assert second.previous == first.snapshot  # an unfinished folder is never taken for a snapshot
     manifest = json.loads((setup.target / second.snapshot / "manifest.json").read_text())
     assert manifest["counts"]["instances"] == 3 and manifest["last_change"] > 0
     assert second.instances == 3 and first.instances == 2
 
 
+def test_an_index_that_cannot_be_linked_from_the_previous_snapshot_is_never_left_as_stand_ins_orthanc_stops_instead(
+    backup_setup,
+):
+    import os
+
+    setup = backup_setup()
+    upload_studies(setup.orthanc.client(), studies=1, per_study=2)
+    first = setup.run()
+    old_index = setup.target / first.snapshot / "index" / "index"
+    os.utime(old_index, ns=(old_index.stat().st_atime_ns, old_index.stat().st_mtime_ns + 10**9))  # touched there
+
+    second = setup.run()  # nothing changed in Orthanc: it tries to link the first snapshot's index
+
+    assert second.state == BackupRun.State.SUCCEEDED, second.error
+    assert f"the index of {first.snapshot} could not be linked" in second.log_tail
+    assert second.downtime > 0  # Orthanc was stopped for a fresh copy
+    index = setup.target / second.snapshot / "index" / "index"
+    assert index.read_bytes()[:16] == b"SQLite format 3\x00"  # the real index, not a stand-in of zeros
+    assert index.stat().st_ino != old_index.stat().st_ino
+    manifest = json.loads((setup.target / second.snapshot / "manifest.json").read_text())
+    assert manifest["index_files"]["index"] == index.stat().st_size
+    assert manifest["index_mtimes"]["index"] == index.stat().st_mtime_ns
+
+
 def assert_no_partial_and_intact(setup, earlier):
     names = setup.snapshots()
-    assert not [n for n in names if n.endswith(".partial")], names
+    assert [n for n in names if not (setup.target / n / "manifest.json").is_file()] == [], names
     assert names == [earlier.snapshot]
     manifest = json.loads((setup.target / earlier.snapshot / "manifest.json").read_text())
     files = storage_tree(setup.target / earlier.snapshot / "storage")
@@ -164,7 +191,7 @@ def test_orthanc_failing_to_stop_or_start_in_the_window_fails_the_run_restarts_o
     assert setup.orthanc.client().statistics()["CountInstances"] == 2
     assert run.downtime is not None
     assert "--- Orthanc log ---" in run.log_tail
-    assert setup.snapshots() == []  # no snapshot, and no .partial left behind
+    assert setup.snapshots() == []  # no snapshot, and no unfinished folder left behind
     assert len(mail.outbox) == 1
     assert "Backup FAILED" in mail.outbox[0].subject and message in mail.outbox[0].body
 

@@ -154,7 +154,7 @@ def make_schedule(deployment, **fields):
         name=fields.pop("name", "Nightly"),
         host="nas",
         user="backup",
-        remote_folder="/srv/b",
+        remote_folder=fields.pop("remote_folder", "/srv/b"),
         **fields,
     )
 
@@ -233,22 +233,35 @@ def test_an_overdue_schedule_sends_one_alert_per_episode(deployment, mailoutbox)
     assert mailoutbox[0].to == ["it@clinic.test"]
 
 
-def test_the_private_key_is_encrypted_at_rest_and_the_page_shows_the_authorized_keys_line(admin_client, deployment):
+def test_the_private_key_is_encrypted_at_rest_and_the_key_page_shows_each_schedule_s_confined_line_and_no_shell_line(
+    admin_client, deployment
+):
     from django.db import connection
 
     from deployments.backups.keys import ensure_identity
 
     identity = ensure_identity(deployment)
+    rsync = make_schedule(deployment)
+    borg = make_schedule(deployment, name="Off-site", kind=BackupSchedule.Kind.BORG, remote_folder="/srv/borg")
     with connection.cursor() as cursor:
         cursor.execute("SELECT private_key FROM backups_sshidentity WHERE id = %s", [identity.pk])
         raw = cursor.fetchone()[0]
     assert "OPENSSH PRIVATE KEY" not in raw and raw.startswith("gAAAA")
     assert identity.private_key.startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
 
-    html = admin_client.get(reverse("backups:ssh_key", args=[deployment.slug])).content.decode()
+    html = unescape(admin_client.get(reverse("backups:ssh_key", args=[deployment.slug])).content.decode())
 
-    assert f'id="authorized-keys-line">restrict ssh-ed25519 {identity.public_key.split()[1]}' in html
-    assert 'data-copy="authorized-keys-line"' in html
+    key = identity.public_key
+    assert (
+        f'id="authorized-keys-line-{rsync.pk}">command="/usr/bin/rrsync -no-lock /srv/b/clinic",restrict {key}<' in html
+    )
+    assert (
+        f'id="authorized-keys-line-{borg.pk}">command="borg serve --append-only --restrict-to-path /srv/borg/clinic",'
+        f"restrict {key}<"
+    ) in html
+    assert f'data-copy="authorized-keys-line-{rsync.pk}"' in html
+    assert f">restrict {key}" not in html  # no line that would give the key a shell
+    assert "mkdir -p /srv/b/clinic" in html
     assert "PRIVATE KEY" not in html
 
 

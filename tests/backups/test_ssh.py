@@ -11,6 +11,7 @@ from deployments.backups.keys import ensure_identity
 from deployments.backups.models import BackupSchedule
 from deployments.backups.ssh import HostKeyNotPinned, Session
 from deployments.models import Deployment
+from tests.backups.conftest import prepare_target
 
 
 @pytest.fixture
@@ -19,11 +20,13 @@ def schedule(db, sshd):
         name="Clinic", slug="clinic", orthanc_url="http://127.0.0.1:9", service_password="x" * 24,
         config_dir="/nonexistent/config", service_kind=Deployment.ServiceKind.LOCAL,
     )  # fmt: skip
-    sshd.authorize(ensure_identity(deployment).authorized_keys_line)
-    return BackupSchedule.objects.create(
+    ensure_identity(deployment)
+    schedule = BackupSchedule.objects.create(
         deployment=deployment, name="NAS", host="127.0.0.1", port=sshd.port, user=getpass.getuser(),
         remote_folder=str(sshd.root / "backups"),
     )  # fmt: skip
+    prepare_target(sshd, schedule)
+    return schedule
 
 
 def test_test_connection_shows_the_fingerprint_then_pins_it_and_logs_in_strictly(admin_client, schedule, sshd):
@@ -44,11 +47,12 @@ def test_test_connection_shows_the_fingerprint_then_pins_it_and_logs_in_strictly
         + sshd.host_key.with_suffix(".pub").read_text().split()[1]
     )
     assert "pinned; logged in and the folder is writable" in unescape(response.content.decode())
-    assert (sshd.root / "backups" / "clinic").is_dir()
+    assert list((sshd.root / "backups" / "clinic").iterdir()) == []  # the write probe removed again
 
     again = unescape(admin_client.post(reverse("backups:test_connection", args=[schedule.pk])).content.decode())
 
     assert 'id="host-key-ok"' in again and 'id="login-ok"' in again
+    assert "writable through rrsync" in again
 
 
 def test_test_connection_says_host_key_changed_and_the_session_refuses(admin_client, schedule, sshd):
@@ -94,7 +98,7 @@ def test_the_private_key_is_on_disk_0600_only_until_the_connection_authenticates
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700
         assert stat.S_IMODE((folder / "known_hosts").stat().st_mode) == 0o600
         assert not (folder / "id_ed25519").exists()
-        assert session.run("echo", "a b; $(id)") == "a b; $(id)\n"  # arguments are quoted, never interpreted
+        assert session.listing() == []  # through rrsync: the confined folder, empty
 
     assert not folder.exists()
 
