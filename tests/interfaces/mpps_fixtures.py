@@ -49,34 +49,50 @@ def mpps_orthanc(orthanc_factory, transactional_db):
 
 
 @pytest.fixture
-def mpps_scp(transactional_db, tmp_path):
-    """``manage.py mpps_scp`` as make run starts it, on a free port, against the test database."""
-    port = free_port()
-    log = tmp_path / "mpps_scp.log"
-    environ = {
-        **os.environ,
-        "DATABASE_URL": test_database_url(),
-        "DEBUG": "1",
-        "DJANGO_SETTINGS_MODULE": "portal.settings",
-        "MPPS_PORT": str(port),
-    }
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "manage.py", "mpps_scp"], cwd=ROOT, env=environ, stdout=out, stderr=subprocess.STDOUT
-        )
-    scp = Scp(proc, port, log)
-    try:
+def mpps_scp_factory(transactional_db, tmp_path):
+    """Start ``manage.py mpps_scp`` as make run does, on a free port, against the test database;
+    ``args`` and ``env`` are added to its command line and environment."""
+    started = []
+
+    def start(args=(), env=None):
+        port = free_port()
+        log = tmp_path / f"mpps_scp-{port}.log"
+        environ = {
+            **os.environ,
+            "DATABASE_URL": test_database_url(),
+            "DEBUG": "1",
+            "DJANGO_SETTINGS_MODULE": "portal.settings",
+            "MPPS_PORT": str(port),
+            **(env or {}),
+        }
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "manage.py", "mpps_scp", *args],
+                cwd=ROOT,
+                env=environ,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        scp = Scp(proc, port, log)
+        started.append(scp)
         wait_for(lambda: _listening(port) or proc.poll() is not None, timeout=30, message="mpps_scp listening")
         if proc.poll() is not None:
             pytest.fail(f"mpps_scp exited:\n{scp.output()[-3000:]}", pytrace=False)
-        yield scp
-    finally:
-        proc.terminate()
+        return scp
+
+    yield start
+    for scp in started:
+        scp.proc.terminate()
         try:
-            proc.wait(10)
+            scp.proc.wait(10)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            scp.proc.kill()
+            scp.proc.wait()
+
+
+@pytest.fixture
+def mpps_scp(mpps_scp_factory):
+    return mpps_scp_factory()
 
 
 def machine(port, calling="US1", called="TESTPACS", address="127.0.0.1"):
@@ -138,4 +154,4 @@ def n_set(assoc, ds, uid):
     return status.Status, status.get("ErrorComment", "")
 
 
-__all__ = ["free_port", "mpps_orthanc", "mpps_scp"]
+__all__ = ["free_port", "mpps_orthanc", "mpps_scp", "mpps_scp_factory"]

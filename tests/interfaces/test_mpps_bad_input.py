@@ -9,13 +9,13 @@ from pydicom.uid import generate_uid
 from pynetdicom.dimse_primitives import N_CREATE
 from pynetdicom.sop_class import ModalityPerformedProcedureStep
 
-from tests.interfaces.mpps_fixtures import in_progress, machine, mpps_orthanc, mpps_scp, n_create
+from tests.interfaces.mpps_fixtures import in_progress, machine, mpps_orthanc, mpps_scp, mpps_scp_factory, n_create
 from tests.worklists.conftest import cfind, make_entry
 from worklists.interfaces.mpps.models import PerformedStep
 from worklists.models import WorklistEntry
 from worklists.sync import worklist_sync
 
-__all__ = ["mpps_orthanc", "mpps_scp"]  # fixtures
+__all__ = ["mpps_orthanc", "mpps_scp", "mpps_scp_factory"]  # fixtures
 # (0040,0270) SQ of undefined length whose item claims 4096 bytes and holds 2: pydicom cannot read it.
 UNREADABLE = b"\x40\x00\x70\x02\xff\xff\xff\xff\xfe\xff\x00\xe0\x00\x10\x00\x00\x01\x02"
 

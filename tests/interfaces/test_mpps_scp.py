@@ -4,13 +4,22 @@ ultrasound machine, a real Orthanc serving the worklist folder to the machine's 
 import pytest
 
 from portal.models import AuditEntry
-from tests.interfaces.mpps_fixtures import final, in_progress, machine, mpps_orthanc, mpps_scp, n_create, n_set
+from tests.interfaces.mpps_fixtures import (
+    final,
+    in_progress,
+    machine,
+    mpps_orthanc,
+    mpps_scp,
+    mpps_scp_factory,
+    n_create,
+    n_set,
+)
 from tests.worklists.conftest import cfind, files_in, make_entry
 from worklists.interfaces.mpps.models import MppsMessage, PerformedStep
 from worklists.models import WorklistEntry
 from worklists.sync import worklist_sync
 
-__all__ = ["mpps_orthanc", "mpps_scp"]  # fixtures
+__all__ = ["mpps_orthanc", "mpps_scp", "mpps_scp_factory"]  # fixtures
 Status = WorklistEntry.Status
 REASON = ("110514", "DCM", "Incorrect worklist entry selected")
 
@@ -236,3 +245,39 @@ def test_a_duplicate_n_create_is_refused_and_changes_nothing(mpps_orthanc, mpps_
     assert second.status == Status.SCHEDULED
     assert _accessions(mpps_orthanc) == ["MPPS-2"]
     assert MppsMessage.objects.count() == 1
+
+
+@pytest.mark.orthanc
+def test_an_scp_serving_another_deployment_only_refuses_this_ones_stations(mpps_orthanc, mpps_scp_factory, tmp_path):
+    from deployments.models import Deployment
+
+    Deployment.objects.create(
+        name="Other clinic",
+        slug="other",
+        orthanc_url="http://127.0.0.1:9",
+        service_password="x" * 24,
+        dicom_aet="OTHERPACS",
+        config_dir=str(tmp_path / "c"),
+        storage_dir=str(tmp_path / "s"),
+        worklists_dir=str(tmp_path / "w"),
+    )
+    first, _ = _two_entries(mpps_orthanc)
+    scp = mpps_scp_factory(["--deployment", "other"])
+    assoc = machine(scp.port)
+    assert assoc.is_rejected
+    _nothing_changed(mpps_orthanc, first)
+    assert "no deployment served here answers to the called AE title 'TESTPACS'" in scp.output()
+
+
+@pytest.mark.orthanc
+def test_the_configured_mpps_ae_title_is_answered_for_the_stations_deployment(mpps_orthanc, mpps_scp_factory):
+    first, _ = _two_entries(mpps_orthanc)
+    scp = mpps_scp_factory(env={"MPPS_AE_TITLE": "CLINICMPPS"})
+    assoc = machine(scp.port, called="CLINICMPPS")
+    assert assoc.is_established, scp.output()
+    try:
+        assert n_create(assoc, in_progress(first))[0] == 0x0000
+    finally:
+        assoc.release()
+    assert _accessions(mpps_orthanc) == ["MPPS-2"]
+    assert PerformedStep.objects.get().deployment == mpps_orthanc.deployment

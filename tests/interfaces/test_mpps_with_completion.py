@@ -4,7 +4,16 @@ left alone when its study arrives; one MPPS started is recorded as arrived and s
 import pytest
 
 from tests.dicomfiles import make_instance
-from tests.interfaces.mpps_fixtures import final, in_progress, machine, mpps_orthanc, mpps_scp, n_create, n_set
+from tests.interfaces.mpps_fixtures import (
+    final,
+    in_progress,
+    machine,
+    mpps_orthanc,
+    mpps_scp,
+    mpps_scp_factory,
+    n_create,
+    n_set,
+)
 from tests.worklists.conftest import make_entry
 from tests.worklists.test_completion import c_store
 from worklists.completion import worklist_completion
@@ -12,7 +21,7 @@ from worklists.interfaces.mpps.models import PerformedStep
 from worklists.models import WorklistEntry
 from worklists.sync import worklist_sync
 
-__all__ = ["mpps_orthanc", "mpps_scp"]  # fixtures
+__all__ = ["mpps_orthanc", "mpps_scp", "mpps_scp_factory"]  # fixtures
 Status = WorklistEntry.Status
 
 
