@@ -84,11 +84,22 @@ def read(ds: Dataset, creating: bool) -> Report:
     return report
 
 
+def _omit_binary(elem):
+    return "omitted:binary"
+
+
 def as_json(ds: Dataset, limit: int) -> tuple[dict, bool]:
     """(the DICOM JSON of ``ds``, whether values were left out to stay within ``limit`` bytes).
     Binary values never go in; past the limit the largest top-level values are replaced by a note
     of their size, so what the machine sent is still visible in outline."""
-    data = ds.to_json_dict(bulk_data_threshold=256, bulk_data_element_handler=lambda elem: "omitted:binary")
+    data = {}
+    for elem in ds:
+        # Element by element: one value pydicom cannot put in JSON must not lose the others.
+        tag = f"{elem.tag:08X}"
+        try:
+            data[tag] = elem.to_json_dict(bulk_data_element_handler=_omit_binary, bulk_data_threshold=256)
+        except Exception as exc:  # pydicom's converters raise many kinds
+            data[tag] = {"vr": elem.VR, "unreadable": str(exc)[:200]}
     sizes = {tag: len(json.dumps(value)) for tag, value in data.items()}
     total = len(json.dumps(data))
     shortened = False

@@ -121,6 +121,9 @@ def sync_now(deployment_id):
 def mpps_create(caller: Caller, sop_uid: str, ds) -> PerformedStep:
     """N-CREATE: a new performed step, IN PROGRESS; the entries it names start."""
     report = datasets.read(ds, creating=True)
+    duplicate = DatasetProblem(datasets.DUPLICATE_INSTANCE, "this SOP instance exists already")
+    if PerformedStep.objects.filter(deployment=caller.deployment, sop_instance_uid=sop_uid).exists():
+        raise duplicate
     try:
         with transaction.atomic():
             step = PerformedStep.objects.create(
@@ -146,8 +149,8 @@ def mpps_create(caller: Caller, sop_uid: str, ds) -> PerformedStep:
             )
             why = f"MPPS IN PROGRESS from {caller.aet} ({caller.address})"
             changed = [e for e in entries if _move(e, Status.IN_PROGRESS, why)]
-    except IntegrityError as exc:
-        raise DatasetProblem(datasets.DUPLICATE_INSTANCE, "this SOP instance exists already") from exc
+    except IntegrityError as exc:  # the same N-CREATE twice at the same moment
+        raise duplicate from exc
     if not entries:
         log.info("MPPS: %s started %s, which matches no scheduled entry", caller, sop_uid)
     if changed:
