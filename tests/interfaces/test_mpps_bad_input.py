@@ -103,3 +103,26 @@ def test_a_machine_that_drops_the_connection_mid_association_leaves_the_scp_serv
     finally:
         assoc.release()
     assert _accessions(mpps_orthanc) == []
+
+
+@pytest.mark.orthanc
+def test_a_connection_that_sends_half_a_pdu_and_waits_does_not_hold_up_the_others(mpps_orthanc, mpps_scp):
+    import socket
+
+    d = mpps_orthanc.deployment
+    entry = make_entry(d, accession="HALF-1")
+    worklist_sync(d.pk)
+    # An A-ASSOCIATE-RQ header announcing 200 bytes, then 10 of them, then silence.
+    stuck = socket.create_connection(("127.0.0.1", mpps_scp.port))
+    try:
+        stuck.sendall(b"\x01\x00\x00\x00\x00\xc8" + b"\x00" * 10)
+        assoc = machine(mpps_scp.port)
+        assert assoc.is_established
+        try:
+            assert n_create(assoc, in_progress(entry))[0] == 0x0000
+        finally:
+            assoc.release()
+    finally:
+        stuck.close()
+    assert _accessions(mpps_orthanc) == []
+    assert mpps_scp.proc.poll() is None

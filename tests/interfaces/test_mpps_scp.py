@@ -281,3 +281,67 @@ def test_the_configured_mpps_ae_title_is_answered_for_the_stations_deployment(mp
         assoc.release()
     assert _accessions(mpps_orthanc) == ["MPPS-2"]
     assert PerformedStep.objects.get().deployment == mpps_orthanc.deployment
+
+
+@pytest.mark.orthanc
+def test_with_orthancs_classic_worklists_plugin_too_the_started_entry_leaves_the_list(orthanc_factory, mpps_scp):
+    from tests.worklists.conftest import add_stations
+
+    instance = orthanc_factory(slug="mppsclassic", start=False, worklist_server="classic")
+    add_stations(instance)
+    instance.write_config()
+    instance.start()
+    instance.save_deployment()
+    first, _ = _two_entries(instance)
+    assoc = machine(mpps_scp.port)
+    try:
+        assert n_create(assoc, in_progress(first))[0] == 0x0000
+    finally:
+        assoc.release()
+    assert _accessions(instance) == ["MPPS-2"]
+
+
+@pytest.mark.orthanc
+def test_an_unscheduled_exam_is_accepted_and_kept_without_an_entry(mpps_orthanc, mpps_scp):
+    first, _ = _two_entries(mpps_orthanc)
+    assoc = machine(mpps_scp.port)
+    try:
+        status, uid, _ = n_create(assoc, in_progress(study_uid="1.2.3.999", accession="", step_id=""))
+        assert status == 0x0000
+        assert n_set(assoc, final("COMPLETED"), uid)[0] == 0x0000
+    finally:
+        assoc.release()
+    step = PerformedStep.objects.get(sop_instance_uid=uid)
+    assert step.status == PerformedStep.Status.COMPLETED and not step.entries.exists()
+    assert step.messages.count() == 2
+    first.refresh_from_db()
+    assert first.status == Status.SCHEDULED
+    assert _accessions(mpps_orthanc) == ["MPPS-1", "MPPS-2"]
+    assert "matches no scheduled entry" in mpps_scp.output()
+
+
+@pytest.mark.orthanc
+def test_mpps_for_an_entry_the_fallback_completed_first_leaves_it_completed(mpps_orthanc, mpps_scp):
+    from django.db import transaction
+
+    from worklists.completion import study_arrived
+
+    first, _ = _two_entries(mpps_orthanc)
+    # The completion from Orthanc's changes got there first (the study arrived and became stable).
+    with transaction.atomic():
+        study_arrived(mpps_orthanc.deployment, first.accession_number, first.study_instance_uid, stable=True)
+    first.refresh_from_db()
+    assert first.status == Status.COMPLETED
+    assoc = machine(mpps_scp.port)
+    try:
+        status, uid, _ = n_create(assoc, in_progress(first))
+        assert status == 0x0000
+        assert n_set(assoc, final("DISCONTINUED", REASON), uid)[0] == 0x0000
+    finally:
+        assoc.release()
+    first.refresh_from_db()
+    assert first.status == Status.COMPLETED and first.station_started_at is None
+    step = PerformedStep.objects.get(sop_instance_uid=uid)
+    assert list(step.entries.all()) == [first] and step.reason_code == "110514"
+    assert not AuditEntry.objects.filter(source="mpps", object_type="worklists.worklistentry").exists()
+    assert "is COMPLETED already, left alone" in mpps_scp.output()
