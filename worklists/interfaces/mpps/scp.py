@@ -11,7 +11,6 @@ failure status with an ErrorComment and a log line, and the others are served as
 import ipaddress
 import logging
 import socket
-import threading
 import time
 from dataclasses import dataclass
 
@@ -109,21 +108,14 @@ class MppsServer:
             (evt.EVT_C_ECHO, lambda event: 0x0000),
         ]
 
-    def start(self, bind, port, block=True):
+    def serve(self, bind, port):
+        """Serve until interrupted; each association in its own thread."""
         server = self.ae.make_server((bind, port), evt_handlers=self.handlers, server_class=_Server)
         log.info("MPPS SCP listening on %s:%s", bind, port)
-        if not block:
-            threading.Thread(target=server.serve_forever, name="mpps-scp", daemon=True).start()
-            self.ae._servers.append(server)  # so that ae.shutdown() stops it, as start_server's would be
-            return server
         try:
             server.serve_forever()
         finally:
-            server.shutdown()
-        return None
-
-    def stop(self):
-        self.ae.shutdown()
+            server.shutdown()  # and every association still open
 
     def on_requested(self, event):
         assoc = event.assoc

@@ -36,8 +36,8 @@ class Command(BaseCommand):
         self.stdout.write(f"MPPS SCP on {bind}:{port}", ending="\n")
         self.stdout.flush()
         try:
-            server.start(bind, port, block=True)
+            server.serve(bind, port)
         except OSError as exc:
             raise CommandError(f"cannot listen on {bind}:{port}: {exc}") from exc
         except KeyboardInterrupt:
-            server.stop()
+            pass
