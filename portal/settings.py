@@ -98,6 +98,7 @@ INSTALLED_APPS = [
     "deployments",
     "deployments.backups",
     "worklists",
+    "worklists.interfaces.mpps",
 ]
 
 MIDDLEWARE = [
@@ -319,5 +320,11 @@ WORKLISTS_NO_SHOW_GRACE_HOURS = env.int("WORKLISTS_NO_SHOW_GRACE_HOURS", default
 WORKLISTS_ACCESSION_PATTERN = env.str("WORKLISTS_ACCESSION_PATTERN", default="US{date:%y%m%d}{seq:04d}")
 # The deployment page warns above this many files: a full folder makes the machines wait.
 WORKLISTS_FOLDER_WARN_FILES = env.int("WORKLISTS_FOLDER_WARN_FILES", default=2000)
+# The MPPS SCP (manage.py mpps_scp): where it listens, the AE title it answers to besides each
+# deployment's own, and the most of one dataset kept for the audit (larger values are left out).
+MPPS_PORT = env.int("MPPS_PORT", default=11112)
+MPPS_BIND = env.str("MPPS_BIND", default="127.0.0.1")
+MPPS_AE_TITLE = env.str("MPPS_AE_TITLE", default="")
+MPPS_MAX_DATASET_BYTES = env.int("MPPS_MAX_DATASET_BYTES", default=64 * 1024)
 # Fault injection for the test of a worker killed between writing files and recording them.
 WORKLISTS_SYNC_PAUSE_AFTER_WRITE = env.float("WORKLISTS_SYNC_PAUSE_AFTER_WRITE", default=0.0)

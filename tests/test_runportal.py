@@ -5,6 +5,7 @@ import json
 import os
 import selectors
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -12,7 +13,15 @@ import time
 
 import requests
 
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_port, wait_for
+
+
+def _listening(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
 
 
 def read_until(proc, wanted, timeout):
@@ -40,6 +49,7 @@ def test_runportal_prints_its_banner_at_once_to_a_pipe_and_the_demo_orthanc_is_l
         PORTAL_VAR_DIR=str(var),
         # Its own Redis (runportal starts one where none answers), not the suite's.
         CELERY_BROKER_URL=f"redis://127.0.0.1:{free_port()}/0",
+        MPPS_PORT=str(free_port()),
     )
     env.pop("PYTHONUNBUFFERED", None)  # the case under test: Python's own buffering of a pipe
     migrate = subprocess.run(
@@ -62,6 +72,8 @@ def test_runportal_prints_its_banner_at_once_to_a_pipe_and_the_demo_orthanc_is_l
         banner = "".join(lines)
         assert f"http://127.0.0.1:{port}/" in banner
         assert "First Admin: user 'admin', password '" in banner
+        assert f"on 127.0.0.1:{env['MPPS_PORT']}" in next(line for line in lines if line.startswith("MPPS SCP:"))
+        wait_for(lambda: _listening(int(env["MPPS_PORT"])), timeout=30, message="the MPPS SCP listening")
 
         config = json.loads((var / "demo" / "config" / "orthanc.json").read_text())
         # Orthanc has no option to bind its HTTP or DICOM server to one address (before

@@ -121,8 +121,9 @@ class WorklistEntry(models.Model):
     }
     # Statuses whose entry belongs in the machines' list (when inside the active window)...
     ACTIVE = (Status.SCHEDULED, Status.ARRIVED, Status.IN_PROGRESS)
-    # ...until the first image of its study arrives: the machine's list then shows the next patient.
-    LISTED = models.Q(status__in=ACTIVE, study_arrived_at=None)
+    # ...until the first image of its study arrives, or the station reports by MPPS that it started
+    # the step: the machine's list then shows the next patient.
+    LISTED = models.Q(status__in=ACTIVE, study_arrived_at=None, station_started_at=None)
     SYNC_FIELDS = ("synced_revision", "in_folder", "file_hash", "sync_error", "synced_at")  # the sync's own
     # What the ScheduledProcedureStepStatus (CS) says to the machine.
     DICOM_STATUS = {Status.SCHEDULED: "SCHEDULED", Status.ARRIVED: "ARRIVED", Status.IN_PROGRESS: "STARTED"}
@@ -155,6 +156,9 @@ class WorklistEntry(models.Model):
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.SCHEDULED, db_index=True)
     study_arrived_at = models.DateTimeField(
         null=True, blank=True, help_text="When Orthanc received the first image of the entry's study."
+    )
+    station_started_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the station reported by MPPS (IN PROGRESS) that it started the step."
     )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(default=timezone.now)
@@ -211,7 +215,7 @@ class WorklistEntry(models.Model):
     @property
     def is_listed(self) -> bool:
         """Whether the entry belongs in the machines' list (the window aside): ``LISTED``."""
-        return self.status in self.ACTIVE and self.study_arrived_at is None
+        return self.status in self.ACTIVE and self.study_arrived_at is None and self.station_started_at is None
 
     @property
     def is_terminal(self):
@@ -222,10 +226,12 @@ class WorklistEntry(models.Model):
         """(css class, words) of where the entry stands with the machines' list."""
         if self.sync_state == self.SyncState.ERROR:
             return "error", f"error: {self.sync_error}"
-        if self.status not in self.ACTIVE or self.study_arrived_at:
+        if self.status not in self.ACTIVE or self.study_arrived_at or self.station_started_at:
             if self.in_folder:
                 return "pending", "pending removal"
-            return ("removed", "images received") if self.study_arrived_at else ("removed", "not in the list")
+            if self.study_arrived_at:
+                return "removed", "images received"
+            return ("removed", "started on the station") if self.station_started_at else ("removed", "not in the list")
         if self.revision != self.synced_revision or not self.in_folder:
             before = getattr(settings, "WORKLISTS_WINDOW_DAYS_BEFORE", 1)
             after = getattr(settings, "WORKLISTS_WINDOW_DAYS_AFTER", 30)
