@@ -98,6 +98,7 @@ INSTALLED_APPS = [
     "deployments",
     "deployments.backups",
     "worklists",
+    "worklists.interfaces.hl7",
 ]
 
 MIDDLEWARE = [
@@ -321,3 +322,14 @@ WORKLISTS_ACCESSION_PATTERN = env.str("WORKLISTS_ACCESSION_PATTERN", default="US
 WORKLISTS_FOLDER_WARN_FILES = env.int("WORKLISTS_FOLDER_WARN_FILES", default=2000)
 # Fault injection for the test of a worker killed between writing files and recording them.
 WORKLISTS_SYNC_PAUSE_AFTER_WRITE = env.float("WORKLISTS_SYNC_PAUSE_AFTER_WRITE", default=0.0)
+
+# The HL7 v2 listener (manage.py hl7_listener; README "HL7 interface").
+HL7_PORT = env.int("HL7_PORT", default=2575)
+HL7_BIND = env.str("HL7_BIND", default="127.0.0.1")
+HL7_MAX_BYTES = env.int("HL7_MAX_BYTES", default=1 << 20)
+# A frame begun and not finished within this many seconds closes its connection.
+HL7_FRAME_TIMEOUT = env.float("HL7_FRAME_TIMEOUT", default=30.0)
+HL7_IDLE_TIMEOUT = env.float("HL7_IDLE_TIMEOUT", default=600.0)
+HL7_MAX_CONNECTIONS = env.int("HL7_MAX_CONNECTIONS", default=50)
+# MSH-18 when a message declares none: 8859/1 reads every byte (ASCII is a subset of it).
+HL7_DEFAULT_CHARSET = env.str("HL7_DEFAULT_CHARSET", default="8859/1")
