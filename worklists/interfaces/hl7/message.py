@@ -188,9 +188,9 @@ def acknowledgement(message, code: str, error: Hl7Error | None = None, charset="
         ack.assign_field(hl7.generate_message_control_id(), "MSH", 1, 10)
         ack.assign_field(code, "MSA", 1, 1)
     if charset:
-        ack.assign_field(source.escape(charset), "MSH", 1, 18)
+        ack.assign_field(_escape(source, charset), "MSH", 1, 18)
     if error is not None:
-        ack.assign_field(source.escape(error.text[:80]), "MSA", 1, 3)
+        ack.assign_field(_escape(source, error.text[:80]), "MSA", 1, 3)
         err = ack.create_segment([ack.create_field(["ERR"])])
         name = ERROR_CODES.get(error.code, "")
         field = str(error.field) if error.field else ""
@@ -213,9 +213,15 @@ def acknowledgement(message, code: str, error: Hl7Error | None = None, charset="
         err.assign_field("", 5)
         err.assign_field("", 6)
         err.assign_field("", 7)
-        err.assign_field(source.escape(error.text[:500]), 8)
+        err.assign_field(_escape(source, error.text[:500]), 8)
         ack.append(err)
     return str(ack)
+
+
+def _escape(container, text):
+    """python-hl7's escape for the separators, but letters beyond ASCII kept as letters: the ACK
+    is encoded in the message's own character set (python-hl7 would write \\Xhh\\ one byte each)."""
+    return "".join(c if ord(c) > 0x9F else container.escape(c) for c in text)
 
 
 def _receiver(message, field):
