@@ -99,13 +99,8 @@ def add_hl7_stations(deployment):
 
 
 def make_mapping(deployment, **fields):
-    mapping = Hl7Mapping(
-        deployment=deployment,
-        sending_application="PRAXIS",
-        sending_facility="CLINIC",
-        station_codes="ROOM-A = US1\nROOM-B = US2",
-        **fields,
-    )
+    values = {"sending_application": "PRAXIS", "sending_facility": "CLINIC", "station_codes": "ROOM-A = US1\nROOM-B = US2"}
+    mapping = Hl7Mapping(deployment=deployment, **{**values, **fields})
     mapping.full_clean()
     mapping.save()
     return mapping
