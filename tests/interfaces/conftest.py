@@ -12,6 +12,7 @@ import pytest
 
 from deployments.models import Deployment, Modality
 from tests.conftest import ROOT, free_port, test_database_url, wait_for
+from tests.worklists.conftest import wl_orthanc  # noqa: F401  (a fixture of the order tests)
 from worklists.interfaces.hl7.models import Hl7Mapping
 
 VT, FS_CR = b"\x0b", b"\x1c\x0d"
@@ -87,7 +88,9 @@ def add_hl7_stations(deployment):
     Modality.objects.get_or_create(
         deployment=deployment,
         aet="US1",
-        defaults=dict(name="us1", host="127.0.0.1", port=free_port(), charset=Modality.Charset.UTF8, station_name="ROOM1"),
+        defaults=dict(
+            name="us1", host="127.0.0.1", port=free_port(), charset=Modality.Charset.UTF8, station_name="ROOM1"
+        ),
     )
     Modality.objects.get_or_create(
         deployment=deployment,
@@ -99,7 +102,11 @@ def add_hl7_stations(deployment):
 
 
 def make_mapping(deployment, **fields):
-    values = {"sending_application": "PRAXIS", "sending_facility": "CLINIC", "station_codes": "ROOM-A = US1\nROOM-B = US2"}
+    values = {
+        "sending_application": "PRAXIS",
+        "sending_facility": "CLINIC",
+        "station_codes": "ROOM-A = US1\nROOM-B = US2",
+    }
     mapping = Hl7Mapping(deployment=deployment, **{**values, **fields})
     mapping.full_clean()
     mapping.save()
@@ -160,7 +167,11 @@ def order(
 
 
 def adt(control, event, patient_id, family, given="Jane", merged=None, charset="UNICODE UTF-8"):
-    segments = [msh(control, f"ADT^{event}", charset), "EVN|" + event + "|20261201101500", pid(patient_id, family, given)]
+    segments = [
+        msh(control, f"ADT^{event}", charset),
+        "EVN|" + event + "|20261201101500",
+        pid(patient_id, family, given),
+    ]
     if merged:
         segments.append(f"MRG|{merged}^^^PRAXIS^PI")
     return "\r".join(segments)
@@ -251,7 +262,7 @@ def wait_closed(sock, timeout):
     sock.settimeout(timeout)
     try:
         data = sock.recv(1024)
-    except (TimeoutError, socket.timeout):
+    except TimeoutError:
         return None
     except OSError:
         return time.monotonic() - start

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from portal.models import AuditEntry
 from tests.conftest import wait_for
-from tests.interfaces.conftest import FS_CR, VT, Ack, Client, order, send, wait_closed
+from tests.interfaces.conftest import VT, Ack, Client, order, send, wait_closed
 from worklists.interfaces.hl7.models import Hl7Message, Hl7Order
 from worklists.models import Patient, WorklistEntry
 

@@ -10,7 +10,7 @@ from django.utils import timezone
 from portal.models import AuditEntry
 from tests.conftest import wait_for
 from tests.interfaces.conftest import adt, make_mapping, order, send
-from tests.worklists.conftest import cfind, wl_orthanc  # noqa: F401  (the fixture)
+from tests.worklists.conftest import cfind
 from worklists.interfaces.hl7.models import Hl7Message, Hl7Order
 from worklists.models import Patient, WorklistEntry
 from worklists.sync import worklist_sync
@@ -41,14 +41,20 @@ def test_a_new_order_is_acknowledged_aa_found_by_cfind_and_a_cancel_removes_it(
 
     assert (ack.code, ack.control_id) == ("AA", "MSG-NW-1")
     entry = WorklistEntry.objects.get(accession_number="ACC100")
-    assert (entry.patient.patient_id, entry.patient.family_name, entry.patient.given_name) == ("P1000", "Martin", "Anne")
+    assert (entry.patient.patient_id, entry.patient.family_name, entry.patient.given_name) == (
+        "P1000",
+        "Martin",
+        "Anne",
+    )
     assert (entry.scheduled_date, entry.scheduled_time, entry.station_aet) == (day, datetime.time(10, 30), "US1")
     assert (entry.requested_procedure_id, entry.requested_procedure_description) == ("US-ABD", "Abdomen ultrasound")
     assert entry.referring_physician == "Smith^John"
     assert Hl7Order.objects.get(entry=entry).placer_number == "ORD1"
     wait_for(lambda: entry.file_name in _wl_files(deployment), timeout=30, message="the entry's .wl file")
     answers = cfind(wl_orthanc, accession="ACC100")
-    assert [(a.AccessionNumber, str(a.PatientName), a.PatientID) for a in answers] == [("ACC100", "Martin^Anne", "P1000")]
+    assert [(a.AccessionNumber, str(a.PatientName), a.PatientID) for a in answers] == [
+        ("ACC100", "Martin^Anne", "P1000")
+    ]
     assert AuditEntry.objects.filter(source="hl7", object_type="worklists.worklistentry").count() == 1
 
     ack = send(hl7_listener.port, order("MSG-CA-1", order_control="CA", when=when, accession="ACC100"))
@@ -96,7 +102,9 @@ def test_an_a40_merge_moves_the_entries_to_the_surviving_patient(wl_orthanc, hl7
     ack = send(hl7_listener.port, adt("M4", "A40", "NEW1", "Doe", merged="OLD7"))
 
     assert ack.code == "AA"
-    assert sorted(WorklistEntry.objects.filter(patient__patient_id="NEW1").values_list("accession_number", flat=True)) == [
+    assert sorted(
+        WorklistEntry.objects.filter(patient__patient_id="NEW1").values_list("accession_number", flat=True)
+    ) == [
         "A1",
         "A2",
         "A3",
