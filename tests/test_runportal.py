@@ -5,6 +5,7 @@ import json
 import os
 import selectors
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import time
 
 import requests
 
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_port, wait_for
 
 
 def read_until(proc, wanted, timeout):
@@ -31,6 +32,14 @@ def read_until(proc, wanted, timeout):
     raise AssertionError(f"{wanted!r} not printed within {timeout} s; got:\n{''.join(lines)}")
 
 
+def _accepts(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
 def test_runportal_prints_its_banner_at_once_to_a_pipe_and_the_demo_orthanc_is_loopback_only(tmp_path):
     var = tmp_path / "var"
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "SECRET_KEY", "FIELD_ENCRYPTION_KEY")}
@@ -40,6 +49,7 @@ def test_runportal_prints_its_banner_at_once_to_a_pipe_and_the_demo_orthanc_is_l
         PORTAL_VAR_DIR=str(var),
         # Its own Redis (runportal starts one where none answers), not the suite's.
         CELERY_BROKER_URL=f"redis://127.0.0.1:{free_port()}/0",
+        HL7_PORT=str(free_port()),
     )
     env.pop("PYTHONUNBUFFERED", None)  # the case under test: Python's own buffering of a pipe
     migrate = subprocess.run(
@@ -62,6 +72,9 @@ def test_runportal_prints_its_banner_at_once_to_a_pipe_and_the_demo_orthanc_is_l
         banner = "".join(lines)
         assert f"http://127.0.0.1:{port}/" in banner
         assert "First Admin: user 'admin', password '" in banner
+        assert f"HL7 listener (MLLP): 127.0.0.1:{env['HL7_PORT']}" in banner
+        # The listener is one of the children: it accepts the practice system's connections.
+        wait_for(lambda: _accepts(int(env["HL7_PORT"])), timeout=30, message="the HL7 listener")
 
         config = json.loads((var / "demo" / "config" / "orthanc.json").read_text())
         # Orthanc has no option to bind its HTTP or DICOM server to one address (before
