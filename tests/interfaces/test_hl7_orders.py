@@ -126,3 +126,17 @@ def test_an_xo_changes_the_time_and_a_dc_of_an_exam_not_begun_cancels_it(hl7_dep
 
     assert send(hl7_listener.port, order("M3", order_control="DC", when=later)).code == "AA"
     assert WorklistEntry.objects.get(pk=entry.pk).status == Status.CANCELLED
+
+
+def test_a_mapping_may_take_the_station_from_the_visit_and_the_accession_from_the_filler_number(
+    hl7_deployment, hl7_listener
+):
+    from worklists.interfaces.hl7.models import Hl7Mapping
+
+    Hl7Mapping.objects.update(station_field="PV1-3.1", accession_field="ORC-3")
+    _day, when = _tomorrow_at("1200")
+    text = order("M1", when=when, station="").replace("\rORC|NW|ORD1|", "\rPV1|1|O|ROOM-B\rORC|NW|ORD1|F77")
+
+    assert send(hl7_listener.port, text).code == "AA"
+    entry = WorklistEntry.objects.get()
+    assert (entry.station_aet, entry.accession_number) == ("US2", "F77")

@@ -159,14 +159,18 @@ def _check_shown(problems: dict, locations: dict):
 
 def order_groups(message):
     """Each ORC with the OBR, TQ1, IPC… that follow it: one order each."""
-    groups, current, seen = [], None, {}
+    groups, current, seen, visit = [], None, {}, {"_seq": {}}
     for segment in message:
         segment_id = str(segment[0])
         seen[segment_id] = seen.get(segment_id, 0) + 1
         if segment_id == "ORC":
-            current = {"ORC": segment, "_seq": {"ORC": seen["ORC"]}}
+            # The patient visit (PV1, PV2 before the first ORC) belongs to every order.
+            current = {**visit, "ORC": segment, "_seq": {**visit["_seq"], "ORC": seen["ORC"]}}
             groups.append(current)
-        elif current is not None and segment_id not in current:
+        elif current is None:
+            visit.setdefault(segment_id, segment)
+            visit["_seq"].setdefault(segment_id, seen[segment_id])
+        elif segment_id not in current or segment_id in visit:
             current[segment_id] = segment
             current["_seq"][segment_id] = seen[segment_id]
     if not groups:
