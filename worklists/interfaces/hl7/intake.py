@@ -8,7 +8,7 @@ from django.db import IntegrityError, transaction
 from portal import audit
 from portal.models import AuditEntry
 
-from . import orders
+from . import orders, patients
 from .message import Hl7Error, acknowledgement, decode, header, parse
 from .models import Hl7Mapping, Hl7Message
 
@@ -17,8 +17,8 @@ log = logging.getLogger(__name__)
 HANDLERS = {
     ("ORM", "O01"): orders.order_apply,
     ("OMI", "O23"): orders.order_apply,
-    ("ADT", "A08"): orders.patient_update,
-    ("ADT", "A40"): orders.patient_merge,
+    ("ADT", "A08"): patients.patient_update,
+    ("ADT", "A40"): patients.patient_merge,
 }
 TYPES = {t for t, _e in HANDLERS}
 
