@@ -102,7 +102,12 @@ class Connection(socketserver.BaseRequestHandler):
                 del buffer[: end + len(END)]
                 started = None
                 ack = message_receive(payload, peer)
-                sock.sendall(START + ack + END)
+                try:
+                    sock.sendall(START + ack + END)
+                except OSError as exc:
+                    # Done and recorded: a repeat of the message gets this ACK again.
+                    log.warning("HL7 connection from %s lost before its ACK was sent: %s", peer, exc)
+                    return
 
 
 class Listener(socketserver.ThreadingTCPServer):
