@@ -331,5 +331,8 @@ HL7_MAX_BYTES = env.int("HL7_MAX_BYTES", default=1 << 20)
 HL7_FRAME_TIMEOUT = env.float("HL7_FRAME_TIMEOUT", default=30.0)
 HL7_IDLE_TIMEOUT = env.float("HL7_IDLE_TIMEOUT", default=600.0)
 HL7_MAX_CONNECTIONS = env.int("HL7_MAX_CONNECTIONS", default=50)
+# Both set: MLLP over TLS (PEM files).
+HL7_TLS_CERT = env.str("HL7_TLS_CERT", default="")
+HL7_TLS_KEY = env.str("HL7_TLS_KEY", default="")
 # MSH-18 when a message declares none: 8859/1 reads every byte (ASCII is a subset of it).
 HL7_DEFAULT_CHARSET = env.str("HL7_DEFAULT_CHARSET", default="8859/1")

@@ -169,3 +169,60 @@ def test_the_listener_killed_mid_stream_and_restarted_loses_no_acknowledged_orde
     assert Hl7Order.objects.count() == 60
     done = Hl7Message.objects.filter(ack_code="AA", duplicate_of=None)
     assert done.count() == 60 and done.values("control_id").distinct().count() == 60
+
+
+def _self_signed(folder):
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hl7.test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = folder / "hl7.crt", folder / "hl7.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_file, key_file
+
+
+def test_over_tls_an_order_is_acknowledged_and_a_plain_connection_is_closed_with_a_log_line(
+    hl7_deployment, hl7_listener_factory, tmp_path
+):
+    import ssl
+
+    cert, key = _self_signed(tmp_path)
+    listener = hl7_listener_factory(None, "--tls-cert", str(cert), "--tls-key", str(key), "--frame-timeout", "2")
+    context = ssl.create_default_context(cafile=str(cert))
+    plain = socket.create_connection(("127.0.0.1", listener.port))
+    plain.sendall(VT + _order(1).encode() + b"\x1c\r")
+
+    with context.wrap_socket(
+        socket.create_connection(("127.0.0.1", listener.port)), server_hostname="127.0.0.1"
+    ) as tls:
+        tls.sendall(VT + _order(2).encode() + b"\x1c\r")
+        answer = b""
+        while not answer.endswith(b"\x1c\r"):
+            chunk = tls.recv(65536)
+            assert chunk, "the listener closed the TLS connection"
+            answer += chunk
+
+    assert Ack(answer[1:-2]).code == "AA"
+    assert wait_closed(plain, timeout=10) is not None
+    wait_for(lambda: "no TLS handshake" in listener.output(), message="the log line")
+    assert list(WorklistEntry.objects.values_list("accession_number", flat=True)) == ["ACC2"]

@@ -1,4 +1,4 @@
-"""The MLLP listener: TCP, one thread per connection, frames 0x0B … 0x1C 0x0D.
+"""The MLLP listener: TCP (TLS as an option), one thread per connection, frames 0x0B … 0x1C 0x0D.
 
 A frame larger than the limit, or one begun and not finished in time, closes its connection with a
 log line; a connection past the limit is closed at once. One connection's trouble never reaches
@@ -7,6 +7,7 @@ another: each has its own thread, and a fault in one is logged and ends that one
 import logging
 import socket
 import socketserver
+import ssl
 import threading
 import time
 
@@ -36,6 +37,8 @@ class Connection(socketserver.BaseRequestHandler):
             )
             return
         try:
+            if isinstance(self.request, ssl.SSLSocket) and not self.handshake(peer):
+                return
             close_old_connections()
             self.converse(peer)
         except Exception:
@@ -43,6 +46,16 @@ class Connection(socketserver.BaseRequestHandler):
         finally:
             self.server.slots.release()
             connection.close()  # this thread's database connection
+
+    def handshake(self, peer):
+        # In the connection's own thread, so that a slow or failing client never holds up accept.
+        self.request.settimeout(self.server.limits.frame_timeout)
+        try:
+            self.request.do_handshake()
+        except (ssl.SSLError, OSError) as exc:
+            log.warning("HL7 connection from %s closed: no TLS handshake (%s)", peer, exc)
+            return False
+        return True
 
     def converse(self, peer):
         sock, limits = self.request, self.server.limits
@@ -115,10 +128,16 @@ class Listener(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, address, limits: Limits):
-        self.limits = limits
+    def __init__(self, address, limits: Limits, tls: ssl.SSLContext | None = None):
+        self.limits, self.tls = limits, tls
         self.slots = threading.BoundedSemaphore(limits.max_connections)
         super().__init__(address, Connection)
+
+    def get_request(self):
+        sock, address = super().get_request()
+        if self.tls is not None:
+            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, address
 
     def handle_error(self, request, client_address):
         log.exception("HL7 connection from %s failed", client_address)
