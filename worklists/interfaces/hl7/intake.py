@@ -9,7 +9,7 @@ from portal import audit
 from portal.models import AuditEntry
 
 from . import orders, patients
-from .message import Hl7Error, acknowledgement, decode, header, parse
+from .message import CHARSETS, Hl7Error, acknowledgement, decode, default_charset, header, parse
 from .models import Hl7Mapping, Hl7Message
 
 log = logging.getLogger(__name__)
@@ -24,9 +24,8 @@ TYPES = {t for t, _e in HANDLERS}
 
 
 def encode(text: str, charset: str) -> bytes:
-    from .message import CHARSETS, default_charset
-
-    codec = CHARSETS.get(charset) or CHARSETS[default_charset()]
+    """The ACK in the message's own character set (a letter it cannot hold becomes ?)."""
+    codec = CHARSETS.get(charset) or CHARSETS.get(default_charset(), "latin-1")
     return text.encode(codec, errors="replace")
 
 

@@ -8,6 +8,7 @@ import threading
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from ...message import CHARSETS
 from ...mllp import Limits, Listener
 
 
@@ -30,6 +31,8 @@ class Command(BaseCommand):
             raise CommandError(f"--port must be 1-65535, not {port}")
         if max_bytes < 1024 or frame_timeout <= 0 or idle_timeout <= 0 or max_connections < 1:
             raise CommandError("--max-bytes ≥ 1024, the timeouts > 0 and --max-connections ≥ 1")
+        if settings.HL7_DEFAULT_CHARSET not in CHARSETS:
+            raise CommandError(f"HL7_DEFAULT_CHARSET must be one of {', '.join(CHARSETS)}")
         limits = Limits(max_bytes, frame_timeout, idle_timeout, max_connections)
         try:
             server = Listener((bind, port), limits, tls)
