@@ -56,6 +56,7 @@ CASES = {
         "PID-5",
         "102",
     ),
+    "a NUL byte in the patient ID": (_order(patient_id="P\x001000").encode(), "AE", "PID-3", "102"),
     "a name the Latin-1 station cannot show": (
         _order(family="Łukasiewicz", station="ROOM-B").encode("utf-8"),
         "AE",

@@ -94,7 +94,7 @@ def decode(raw: bytes) -> tuple[str, str]:
             ack="AR",
         )
     try:
-        return raw.decode(codec), name
+        text = raw.decode(codec)
     except UnicodeDecodeError as exc:
         segment, sequence, field = _where(raw, exc.start)
         raise Hl7Error(
@@ -107,10 +107,30 @@ def decode(raw: bytes) -> tuple[str, str]:
             sequence=sequence,
             code=102,
         ) from exc
+    control = _CONTROL.search(text)
+    if control:
+        segment, sequence, field = _where(text, control.start())
+        raise Hl7Error(
+            f"A control character (0x{ord(control.group()):02X}) at position {control.start() + 1} ({segment}-{field}): "
+            "HL7 text holds none but the segment end (CR); send it escaped or leave it out.",
+            segment=segment,
+            field=field,
+            sequence=sequence,
+            code=102,
+        )
+    return text, name
 
 
-def _where(raw: bytes, position: int):
-    """(segment ID, its sequence among segments of that ID, field number) of a byte position."""
+# Control characters other than CR and LF (segment ends) and TAB: never in an HL7 value.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _where(raw, position: int):
+    """(segment ID, its sequence among segments of that ID, field number) of a position in the
+    raw bytes or the decoded text."""
+    if isinstance(raw, str):
+        prefix = raw[:position].encode("utf-8", errors="replace")
+        raw, position = prefix + b"?", len(prefix)
     before = re.split(rb"[\r\n]+", raw[:position])
     seen = {}
     for line in before:
