@@ -71,3 +71,25 @@ def test_a_second_mapping_of_the_same_sender_is_refused(admin_client):
     assert again.status_code == 200
     assert "already exists" in again.content.decode()
     assert Hl7Mapping.objects.count() == 1
+
+
+def test_the_deployment_page_shows_how_the_senders_messages_fare_and_links_the_mappings_for_an_admin(
+    admin_client, client, viewer_user
+):
+    from tests.interfaces.conftest import make_mapping
+    from worklists.interfaces.hl7.models import Hl7Message
+
+    deployment = _deployment()
+    make_mapping(deployment)
+    Hl7Message.objects.create(deployment=deployment, message_type="ORM^O01", raw=b"x", ack=b"y", ack_code="AA")
+    Hl7Message.objects.create(deployment=deployment, message_type="ADT^A08", raw=b"x", ack=b"y", ack_code="AE")
+    url = reverse("deployments:detail", kwargs={"slug": deployment.slug})
+
+    page = admin_client.get(url).content.decode()
+    client.force_login(viewer_user)
+    seen_by_viewer = client.get(url).content.decode()
+
+    assert "1 sending application mapped. Last 24 hours: 1 message accepted, 1 refused." in page
+    assert reverse("hl7:mappings", kwargs={"slug": deployment.slug}) in page
+    assert "1 message accepted" in seen_by_viewer
+    assert reverse("hl7:mappings", kwargs={"slug": deployment.slug}) not in seen_by_viewer
