@@ -226,3 +226,26 @@ def test_over_tls_an_order_is_acknowledged_and_a_plain_connection_is_closed_with
     assert wait_closed(plain, timeout=10) is not None
     wait_for(lambda: "no TLS handshake" in listener.output(), message="the log line")
     assert list(WorklistEntry.objects.values_list("accession_number", flat=True)) == ["ACC2"]
+
+
+def test_the_same_message_on_many_connections_at_once_is_done_once_and_all_hear_the_same_aa(
+    hl7_deployment, hl7_listener
+):
+    answers, start = [], threading.Barrier(6)
+
+    def sender():
+        client = Client(hl7_listener.port, timeout=60)
+        start.wait()
+        answers.append(client.send(_order(1).encode()))
+        client.close()
+
+    threads = [threading.Thread(target=sender) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+
+    assert len(answers) == 6 and len(set(answers)) == 1
+    assert Ack(answers[0]).code == "AA"
+    assert WorklistEntry.objects.count() == 1
+    assert Hl7Message.objects.filter(duplicate_of=None).count() == 1

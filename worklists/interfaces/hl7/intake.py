@@ -126,6 +126,11 @@ def _process(raw, peer, message, head):
     try:
         return _apply(raw, peer, head, mapping, handler, ctx, ack)
     except Hl7Error as exc:
+        # The same message on another connection, committed meanwhile: its refusal of "order
+        # already exists" would be wrong; the first one's ACK is the answer.
+        original = _original(head)
+        if original is not None:
+            return _repeat(raw, peer, head, original)
         exc.deployment = mapping.deployment  # kept with the refused message, for its site's page
         raise
 
@@ -133,6 +138,10 @@ def _process(raw, peer, message, head):
 def _apply(raw, peer, head, mapping, handler, ctx, ack):
     try:
         with transaction.atomic(), audit.acting_as("hl7"):
+            # Asked again inside the transaction (SQLite's IMMEDIATE one holds the write lock).
+            original = _original(head)
+            if original is not None:
+                return _repeat(raw, peer, head, original)
             handler(ctx)
             row = Hl7Message.objects.create(
                 peer=peer,
