@@ -1,8 +1,10 @@
 """The audit trail: who changed what, field by field, written in the caller's transaction."""
 
+import contextvars
 import datetime
 import decimal
 import uuid
+from contextlib import contextmanager
 
 from django.db import models
 
@@ -54,6 +56,20 @@ def _show(value):
     return value
 
 
+# The source of changes made without a request or a user (an interface listener): "hl7", "mpps".
+_SOURCE = contextvars.ContextVar("audit_source", default=None)
+
+
+@contextmanager
+def acting_as(source: str):
+    """Audit entries recorded inside without a request or user carry ``source`` (at most 16)."""
+    token = _SOURCE.set(source[:16])
+    try:
+        yield
+    finally:
+        _SOURCE.reset(token)
+
+
 def actor_of(request_or_user):
     user = getattr(request_or_user, "user", request_or_user)
     if user is None or not getattr(user, "is_authenticated", False):
@@ -73,7 +89,8 @@ def entry(who, action, obj, before=None, after=None, *, summary="", source=None,
     request = who if hasattr(who, "META") else None
     user = actor_of(who)
     if source is None:
-        source = "api" if request is not None and request.path.startswith("/api/") else ("web" if request else "system")
+        source = "api" if request is not None and request.path.startswith("/api/") else ("web" if request else None)
+        source = source or _SOURCE.get() or "system"
     changes = diff(before, after) if (before is not None or after is not None) else {}
     return AuditEntry(
         actor=user,

@@ -15,12 +15,12 @@ ROLE_HELP = {
     VIEWER: "Read-only dashboards: Orthanc status, deployments and backups.",
 }
 ROLE_PERMISSIONS = {
-    ADMIN: ["portal.*", "deployments.*", "worklists.*", "auth.*", "django_celery_beat.*", "backups.*"],
+    ADMIN: ["portal.*", "deployments.*", "worklists.*", "auth.*", "django_celery_beat.*", "backups.*", "hl7.*"],
     # Schedulers connect the practice system to the worklist: they make its API tokens.
     SCHEDULER: ["worklists.view_*", "worklists.add_*", "worklists.change_*", "portal.manage_own_apitokens"],
     VIEWER: ["portal.view_dashboard", "deployments.view_*", "backups.view_*"],
 }
-MANAGED_APPS = {"portal", "deployments", "backups", "worklists", "auth", "django_celery_beat"}
+MANAGED_APPS = {"portal", "deployments", "backups", "worklists", "auth", "django_celery_beat", "hl7"}
 
 
 def sync_roles(apps=None):

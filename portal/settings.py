@@ -99,6 +99,7 @@ INSTALLED_APPS = [
     "deployments.backups",
     "worklists",
     "worklists.interfaces.mpps",
+    "worklists.interfaces.hl7",
 ]
 
 MIDDLEWARE = [
@@ -328,3 +329,17 @@ MPPS_AE_TITLE = env.str("MPPS_AE_TITLE", default="")
 MPPS_MAX_DATASET_BYTES = env.int("MPPS_MAX_DATASET_BYTES", default=64 * 1024)
 # Fault injection for the test of a worker killed between writing files and recording them.
 WORKLISTS_SYNC_PAUSE_AFTER_WRITE = env.float("WORKLISTS_SYNC_PAUSE_AFTER_WRITE", default=0.0)
+
+# The HL7 v2 listener (manage.py hl7_listener; README "HL7 interface").
+HL7_PORT = env.int("HL7_PORT", default=2575)
+HL7_BIND = env.str("HL7_BIND", default="127.0.0.1")
+HL7_MAX_BYTES = env.int("HL7_MAX_BYTES", default=1 << 20)
+# A frame begun and not finished within this many seconds closes its connection.
+HL7_FRAME_TIMEOUT = env.float("HL7_FRAME_TIMEOUT", default=30.0)
+HL7_IDLE_TIMEOUT = env.float("HL7_IDLE_TIMEOUT", default=600.0)
+HL7_MAX_CONNECTIONS = env.int("HL7_MAX_CONNECTIONS", default=50)
+# Both set: MLLP over TLS (PEM files).
+HL7_TLS_CERT = env.str("HL7_TLS_CERT", default="")
+HL7_TLS_KEY = env.str("HL7_TLS_KEY", default="")
+# MSH-18 when a message declares none: 8859/1 reads every byte (ASCII is a subset of it).
+HL7_DEFAULT_CHARSET = env.str("HL7_DEFAULT_CHARSET", default="8859/1")

@@ -33,6 +33,7 @@ urlpatterns = [
     path("metrics/token/", views.metrics_token, name="metrics_token"),
     path("deployments/", include("deployments.urls")),
     path("backups/", include("deployments.backups.urls", namespace="backups")),
+    path("worklists/interfaces/<slug:slug>/hl7/", include("worklists.interfaces.hl7.urls")),
     path("worklists/", include("worklists.urls")),
     path("api/", include("worklists.api_urls")),
 ]

@@ -50,6 +50,7 @@ def test_runportal_prints_its_banner_at_once_to_a_pipe_and_the_demo_orthanc_is_l
         # Its own Redis (runportal starts one where none answers), not the suite's.
         CELERY_BROKER_URL=f"redis://127.0.0.1:{free_port()}/0",
         MPPS_PORT=str(free_port()),
+        HL7_PORT=str(free_port()),
     )
     env.pop("PYTHONUNBUFFERED", None)  # the case under test: Python's own buffering of a pipe
     migrate = subprocess.run(
@@ -74,6 +75,9 @@ def test_runportal_prints_its_banner_at_once_to_a_pipe_and_the_demo_orthanc_is_l
         assert "First Admin: user 'admin', password '" in banner
         assert f"on 127.0.0.1:{env['MPPS_PORT']}" in next(line for line in lines if line.startswith("MPPS SCP:"))
         wait_for(lambda: _listening(int(env["MPPS_PORT"])), timeout=30, message="the MPPS SCP listening")
+        assert f"HL7 listener (MLLP): 127.0.0.1:{env['HL7_PORT']}" in banner
+        # The listener is one of the children: it accepts the practice system's connections.
+        wait_for(lambda: _listening(int(env["HL7_PORT"])), timeout=30, message="the HL7 listener")
 
         config = json.loads((var / "demo" / "config" / "orthanc.json").read_text())
         # Orthanc has no option to bind its HTTP or DICOM server to one address (before

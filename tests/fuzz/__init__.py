@@ -114,6 +114,10 @@ TABLE = {
     "worklists:machine": page(),
     "worklists:import": upload("csv"),
     "worklists:sync_now": action(),
+    "hl7:mappings": page(),
+    "hl7:mapping_create": form(baseline="hl7:mapping_edit"),
+    "hl7:mapping_edit": form(),
+    "hl7:mapping_delete": action(),
     # the REST API
     "api:docs": page(),
     "api:schema": page(),

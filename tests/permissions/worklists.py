@@ -18,7 +18,16 @@ def _worklist_world(world):
     )
 
 
-WORLD_HOOKS = [_worklist_world]
+def _hl7_world(world):
+    from worklists.interfaces.hl7.models import Hl7Mapping
+
+    # One sender per world: the second site's world has its own.
+    world.hl7_mapping = Hl7Mapping.objects.create(
+        deployment=world.deployment, sending_application=f"PRAXIS-{world.deployment.slug}"
+    )
+
+
+WORLD_HOOKS = [_worklist_world, _hl7_world]
 
 
 def A(admin=200, scheduler=200, viewer=403, **kw):
@@ -36,6 +45,11 @@ MATRIX = {
     "worklists:machine": G(scheduler=200),
     "worklists:import": G(scheduler=200),
     "worklists:sync_now": P(scheduler=302, kwargs={"slug": "deployment.slug"}),
+    # The HL7 mappings (and the messages they list hold patient data): Admin only.
+    "hl7:mappings": G(kwargs={"slug": "deployment.slug"}),
+    "hl7:mapping_create": G(kwargs={"slug": "deployment.slug"}),
+    "hl7:mapping_edit": G(kwargs={"slug": "deployment.slug", "pk": "hl7_mapping.pk"}),
+    "hl7:mapping_delete": P(kwargs={"slug": "deployment.slug", "pk": "hl7_mapping.pk"}),
     "api:docs": G(200, 200, 200),
     "api:schema": A(viewer=200),
     "api:patient-list": A(),

@@ -1,8 +1,8 @@
 """``make run``: the whole portal on one machine, in the foreground.
 
 Creates the demo deployment and the first Admin (password printed once), starts Redis if none
-answers, the demo Orthanc, one Celery worker, exactly one beat, the web server and the MPPS SCP. Ctrl-C stops
-every child it started, Orthanc included.
+answers, the demo Orthanc, one Celery worker, exactly one beat, the web server, the MPPS SCP and the
+HL7 listener. Ctrl-C stops every child it started, Orthanc included.
 """
 
 import os
@@ -88,12 +88,14 @@ class Command(BaseCommand):
         self.spawn("celery beat", celery + ["beat", "-l", "info", "-s", str(beat_schedule)])
         self.spawn("web server", [sys.executable, "manage.py", "runserver", "--noreload", f"{host}:{port}"])
         self.spawn("MPPS SCP", [sys.executable, "manage.py", "mpps_scp"])
+        self.spawn("HL7 listener", [sys.executable, "manage.py", "hl7_listener"])
 
         self.stdout.write(self.style.SUCCESS(f"\nThe portal runs at http://{host}:{port}/"))
         self.stdout.write(
             f"Demo Orthanc: {deployment.orthanc_url} (DICOM {deployment.dicom_aet} on port {deployment.dicom_port})"
         )
         self.stdout.write(f"MPPS SCP: {deployment.dicom_aet} on {settings.MPPS_BIND}:{settings.MPPS_PORT}")
+        self.stdout.write(f"HL7 listener (MLLP): {settings.HL7_BIND}:{settings.HL7_PORT}")
         if password:
             self.stdout.write(self.style.WARNING(f"First Admin: user 'admin', password '{password}' (shown once)"))
         schedule = ensure_demo_backup(deployment)
