@@ -119,6 +119,78 @@ def test_restore_of_a_damaged_snapshot_refuses_names_the_file_and_changes_nothin
     assert f"damaged files accepted as lost: {victim}" in capsys.readouterr().out
 
 
+def test_a_web_restore_of_a_damaged_snapshot_names_the_losses_and_goes_on_only_with_them_ticked_for_that_snapshot(
+    backup_setup, admin_client, admin_user
+):
+    import re
+    from html import unescape
+    from pathlib import Path
+
+    from django.test import Client
+    from django.urls import reverse
+
+    from deployments.backups.tasks import backup_restore_task
+    from portal.models import Job
+
+    setup = backup_setup()
+    client = setup.orthanc.client()
+    upload_studies(client, studies=2, per_study=2)
+    run = setup.run()
+    checksums = manifest_of(setup, run)["checksums"]
+    damaged, missing = sorted(checksums)[:2]
+    damage_in_place(setup.target / run.snapshot / "storage" / damaged)
+    (setup.target / run.snapshot / "storage" / missing).unlink()
+    storage = Path(setup.deployment.storage_dir)
+    before = sorted(p.name for p in storage.parent.iterdir())
+    url = reverse("backups:run_restore", args=[run.pk])
+
+    def work(job):  # the worker's part, in this process: the task claims the job's row and runs it
+        backup_restore_task(job.pk)
+        job.refresh_from_db()
+        return job
+
+    def page():
+        return unescape(admin_client.get(url).content.decode())
+
+    assert "I accept losing" not in page()  # nothing known yet: the pre-check runs in the restore job
+    assert admin_client.post(url, {"confirm": "clinic", "snapshot": run.snapshot}).status_code == 302
+    refused = work(Job.objects.get())
+    assert refused.state == Job.State.FAILED
+    assert damaged in refused.message and missing in refused.message and "Nothing was changed" in refused.message
+    assert sorted(p.name for p in storage.parent.iterdir()) == before
+    assert client.statistics()["CountInstances"] == 4
+
+    shown = page()
+    assert f"<li><code>{damaged}</code></li>" in shown and f"<li><code>{missing}</code></li>" in shown
+    assert f"I accept losing these 2 files: {damaged}, {missing}" in shown
+    digest = re.search(r'name="losses" value="([0-9a-f]+)"', shown).group(1)
+    ticked = {"confirm": "clinic", "snapshot": run.snapshot, "losses": digest, "accept_losses": "on"}
+    refusals = [
+        ({**ticked, "accept_losses": ""}, "Tick the box to accept losing them"),
+        (
+            {**ticked, "snapshot": "20200101T000000Z"},
+            f"This form was for snapshot 20200101T000000Z, not {run.snapshot}",
+        ),
+        ({**ticked, "losses": "0" * 32}, "The list of damaged files changed since this page was shown"),
+    ]
+    for data, reason in refusals:
+        answer = admin_client.post(url, data)
+        assert answer.status_code == 200 and reason in unescape(answer.content.decode()), reason
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(admin_user)
+    assert strict.post(url, ticked).status_code == 403
+    assert Job.objects.count() == 1  # none of these queued a restore
+    assert sorted(p.name for p in storage.parent.iterdir()) == before
+
+    assert admin_client.post(url, ticked).status_code == 302
+    done = work(Job.objects.exclude(pk=refused.pk).get())
+
+    assert done.state == Job.State.SUCCEEDED, done.message
+    assert f"damaged files accepted as lost: {damaged}, {missing}" in done.message
+    assert any(p.name.startswith("storage.before-restore-") for p in storage.parent.iterdir())
+    assert client.statistics()["CountInstances"] == 4  # the index is whole; two of its files are lost
+
+
 def test_retention_never_deletes_the_newest_verified_snapshot_while_newer_ones_are_not_verified(backup_setup):
     keep_nothing = {"keep_last": 0, "keep_hourly": 0, "keep_daily": 0, "keep_weekly": 0, "keep_monthly": 0}
     setup = backup_setup(**keep_nothing)  # retention alone would keep only the newest
