@@ -109,6 +109,8 @@ class Snapshotter:
     def note(self, message):
         self.lines.append(f"{time.monotonic() - self.t0:7.2f}s {message}")
         log.info("backup %s: %s", self.run.pk, message)
+        if self.guard is not None:  # should this process die, its guardian reports the log tail
+            self.guard.log(self.lines[-1])
 
     # ------------------------------------------------------------------ outcome
 
