@@ -5,12 +5,15 @@ written as <timestamp>.partial and renamed only when complete. Unchanged storage
 links to the previous snapshot (rsync --link-dest): they cost no transfer and no space.
 """
 
+import bisect
 import json
 import logging
+import math
 import os
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -46,6 +49,15 @@ PARTIAL = ".partial"
 MARK = "--- previous manifest ---"
 RENAMED = "--- snapshot renamed ---"
 VERIFY_STREAMS = 2  # md5sum processes reading a snapshot back on the target at once
+# Each run reads back the files it sent and, in turn, enough of the hard-linked ones that every one
+# is read again within this many runs (besides the daily sample and drills of rotation.py).
+VERIFY_CYCLE_RUNS = 28
+SENT_FORMAT = "sent %i %n"  # rsync's --log-file line of each item: its change code and its name
+
+
+def verify_sample():
+    """The fewest hard-linked files a run reads back (when it sent fewer than all)."""
+    return getattr(settings, "BACKUP_VERIFY_SAMPLE", 64)
 
 
 def stop_window_seconds():
@@ -101,7 +113,10 @@ class Snapshotter:
         self.wire = 0
         self.index_files = {}
         self.checksums = {}  # storage path → MD5 as Orthanc's index records it
-        self.verified = False  # every storage file of the new snapshot read back and matching
+        self.verified = False  # what this run read back (sent files and a rotating sample) matched
+        self.sent = set()  # storage paths whose data this run's rsync sent (its --log-file)
+        self.sent_known = True  # False when that list did not account for every file rsync sent
+        self.verify_record = {}  # what the run read back, kept in the manifest: the next run goes on from it
         self.finish = []  # commands run with the final rename, in the same round trip
         self.previous_manifest = None
         self.guard = None
@@ -183,7 +198,7 @@ class Snapshotter:
                 doomed = self._doomed([*snapshots, name])
                 manifest = self._copy(ssh, stage, base, previous, partial, sqlite, bulk)
                 manifest["damaged_before"] = self._verify(ssh, stage, partial, previous)
-                manifest["verified"] = self.verified
+                manifest["verified"], manifest["verify"] = self.verified, self.verify_record
                 doomed = self._keep_verified(doomed, previous)
                 data = json.dumps(manifest, indent=1, sort_keys=True).encode()
                 self.wire += len(data)
@@ -258,7 +273,44 @@ class Snapshotter:
         """One rsync of the staged tree (symlinks to the live folders, followed with -L) into the
         .partial folder, unchanged files hard-linked to the previous snapshot."""
         link = [f"--link-dest={base}/{previous}"] if previous else []
-        return ssh.rsync([f"{stage}/"], ssh.remote(f"{partial}/"), ["-L", *excludes, *link, *extra], timeout=timeout)
+        with sent_log() as (logged, read):
+            stats = ssh.rsync(
+                [f"{stage}/"], ssh.remote(f"{partial}/"), ["-L", *excludes, *link, *extra, *logged], timeout=timeout
+            )
+            self._record_sent(read(), stats)
+        return stats
+
+    def _record_sent(self, names, stats):
+        """Which storage files an rsync sent: what the run must read back."""
+        if len(names) != stats["transferred_files"]:
+            self.sent_known = False
+            self.note(
+                f"rsync listed {len(names)} files sent but counted {stats['transferred_files']}: "
+                "every storage file will be read back"
+            )
+        self.sent.update(n.removeprefix("storage/") for n in names if n.startswith("storage/"))
+
+    def _to_verify(self):
+        """The storage files this run reads back: each one it sent, and a rotating sample of those
+        hard-linked to the previous snapshot (read back by the run that sent them), going on where the
+        previous snapshot's sample stopped. All of them when which files were sent is not known."""
+        everything = sorted(self.checksums)
+        if not self.sent_known:
+            self.verify_record = {"all": len(everything)}
+            return everything, f"all {len(everything)}"
+        sent = [rel for rel in everything if rel in self.sent]
+        linked = [rel for rel in everything if rel not in self.sent]
+        count = min(len(linked), max(verify_sample(), math.ceil(len(linked) / VERIFY_CYCLE_RUNS)))
+        after = ((self.previous_manifest or {}).get("verify") or {}).get("next_after") or ""
+        start = bisect.bisect_right(linked, after)
+        sample = [linked[(start + i) % len(linked)] for i in range(count)]
+        self.verify_record = {
+            "sent": len(sent),
+            "linked": len(linked),
+            "sampled": sample,
+            "next_after": sample[-1] if sample else after,
+        }
+        return sent + sample, f"the {len(sent)} sent and {len(sample)} of the {len(linked)} hard-linked in turn"
 
     def _stage(self, stage: Path) -> Path:
         """Symlinks to the live folders: one rsync (-L follows them) copies them all."""
@@ -383,9 +435,10 @@ class Snapshotter:
         second reading still differs."""
         if not self.checksums or not self.schedule.include_storage:
             return []
-        damaged = damaged_files(self.checksums, self._remote_md5(ssh, partial, self.checksums))
+        names, scope = self._to_verify()
+        damaged = damaged_files({rel: self.checksums[rel] for rel in names}, self._remote_md5(ssh, partial, names))
         if not damaged:
-            self.note(f"verified {len(self.checksums)} storage files against Orthanc's MD5")
+            self.note(f"verified {len(names)} storage files against Orthanc's MD5 ({scope})")
             self.verified = True
             return []
         where = f"snapshot {previous}" if previous else "the target"
@@ -403,7 +456,7 @@ class Snapshotter:
             raise SshError(
                 f"storage files still differ from Orthanc's MD5 after sending them again: {', '.join(still)}"
             )
-        self.note(f"verified {len(self.checksums)} storage files against Orthanc's MD5 after the repair")
+        self.note(f"verified {len(names)} storage files against Orthanc's MD5 ({scope}) after the repair")
         self.verified = True
         alerts.send(
             f"Backup found DAMAGED files on the target: {self.schedule}",
@@ -469,6 +522,29 @@ class Snapshotter:
                 pruned_at=timezone.now()
             )
         self.run.pruned = doomed
+
+
+@contextmanager
+def sent_log():
+    """rsync options that make it list, in a local file, each item it sends; yields them and a
+    function that reads the regular files it sent (paths relative to the copy's root)."""
+    with tempfile.NamedTemporaryFile("r", prefix="portal-sent-", suffix=".log") as log_file:
+        yield (
+            [f"--log-file={log_file.name}", f"--log-file-format={SENT_FORMAT}"],
+            lambda: parse_sent(Path(log_file.name).read_text(errors="replace")),
+        )
+
+
+def parse_sent(text) -> list[str]:
+    """The names of the regular files a --log-file (SENT_FORMAT) says rsync sent: change code
+    '<f' (sent; a local copy writes '>f'), the other lines (links, directories, summaries) left out."""
+    names = []
+    for line in text.splitlines():
+        _, marker, rest = line.partition("] sent ")
+        code, _, name = rest.partition(" ")
+        if marker and len(code) == 11 and code[:2] in ("<f", ">f"):
+            names.append(name)
+    return names
 
 
 def parse_df(out):

@@ -88,6 +88,64 @@ def test_a_file_damaged_in_the_previous_snapshot_is_sent_again_and_the_run_names
     assert victim in mail.body
 
 
+def inodes(setup, run):
+    storage = setup.target / run.snapshot / "storage"
+    return {str(p.relative_to(storage)): p.stat().st_ino for p in storage.rglob("*") if p.is_file()}
+
+
+def test_a_run_reads_back_every_file_it_sent_and_in_turn_a_sample_of_the_hard_linked_ones(backup_setup, settings):
+    settings.BACKUP_VERIFY_SAMPLE = 2
+    setup = backup_setup()
+    client = setup.orthanc.client()
+    upload_studies(client, studies=1, per_study=3)
+    first = setup.run()
+    upload_studies(client, studies=1, per_study=2, patient="N")
+
+    second = setup.run()
+
+    assert second.state == BackupRun.State.SUCCEEDED, second.error
+    before, after = inodes(setup, first), inodes(setup, second)
+    written = sorted(rel for rel, ino in after.items() if before.get(rel) != ino)  # not hard links: sent
+    record = manifest_of(setup, second)["verify"]
+    assert len(written) == 2 and record["sent"] == 2 and record["linked"] == 3 and len(record["sampled"]) == 2
+    assert not set(record["sampled"]) & set(written)
+    assert "verified 4 storage files against Orthanc's MD5 (the 2 sent and 2 of the 3 hard-linked in turn)" in (
+        second.log_tail
+    )
+    assert manifest_of(setup, second)["verified"] is True
+
+
+def test_with_nothing_changed_damage_in_a_hard_linked_file_is_found_when_the_rotating_sample_reaches_it(
+    backup_setup, settings, mailoutbox
+):
+    settings.BACKUP_VERIFY_SAMPLE = 2
+    setup = backup_setup()
+    upload_studies(setup.orthanc.client(), studies=1, per_study=5)
+    first = setup.run()
+    files = sorted(manifest_of(setup, first)["checksums"])
+    victim = files[2]  # past the first sample (files 0 and 1), in the second (files 2 and 3)
+    damage_in_place(setup.target / first.snapshot / "storage" / victim)
+
+    second = setup.run()
+
+    assert manifest_of(setup, second)["verify"]["sampled"] == files[:2]
+    assert "DAMAGED" not in second.log_tail  # not read this time: carried on as a hard link
+    assert inodes(setup, second)[victim] == inodes(setup, first)[victim]
+    assert "verified 2 storage files against Orthanc's MD5 (the 0 sent and 2 of the 5 hard-linked in turn)" in (
+        second.log_tail
+    )
+
+    third = setup.run()
+
+    assert third.state == BackupRun.State.SUCCEEDED, third.error
+    assert manifest_of(setup, third)["verify"]["sampled"] == files[2:4]
+    assert f"DAMAGED on the target in snapshot {second.snapshot}, sent again: {victim}" in third.log_tail
+    assert md5(setup.target / third.snapshot / "storage" / victim) == manifest_of(setup, first)["checksums"][victim]
+    assert manifest_of(setup, third)["damaged_before"] == [victim]
+    fourth = setup.run()
+    assert manifest_of(setup, fourth)["verify"]["sampled"] == [files[4], files[0]]  # round again from the start
+
+
 def test_restore_of_a_damaged_snapshot_refuses_names_the_file_and_changes_nothing_until_the_loss_is_accepted(
     backup_setup, capsys
 ):
