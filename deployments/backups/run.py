@@ -429,7 +429,8 @@ class Snapshotter:
         return storage_files(storage, index == storage) if self.schedule.include_storage else {}
 
     def _verify(self, ssh, stage, partial, previous):
-        """Read back every storage file of the new snapshot on the target against Orthanc's MD5.
+        """Read back on the target, against Orthanc's MD5, the storage files this run sent and a
+        rotating sample of the hard-linked ones (_to_verify).
         A mismatch is a file hard-linked from a damaged older snapshot (or a bad write): it is sent
         again (a new file, the old one left as it is) and named. Returns the names; raises if the
         second reading still differs."""
