@@ -273,7 +273,7 @@ class Snapshotter:
         """One rsync of the staged tree (symlinks to the live folders, followed with -L) into the
         .partial folder, unchanged files hard-linked to the previous snapshot."""
         link = [f"--link-dest={base}/{previous}"] if previous else []
-        with sent_log() as (logged, read):
+        with sent_log(stage) as (logged, read):
             stats = ssh.rsync(
                 [f"{stage}/"], ssh.remote(f"{partial}/"), ["-L", *excludes, *link, *extra, *logged], timeout=timeout
             )
@@ -526,12 +526,17 @@ class Snapshotter:
 
 
 @contextmanager
-def sent_log():
+def sent_log(stage):
     """rsync options that make it list, in a local file, each item it sends; yields them and a
-    function that reads the regular files it sent (paths relative to the copy's root)."""
-    with tempfile.NamedTemporaryFile("r", prefix="portal-sent-", suffix=".log") as log_file:
+    function that reads the regular files it sent (paths relative to the copy's root). The file is
+    in the stage (which the guardian removes should the run die), left out of the copy."""
+    with tempfile.NamedTemporaryFile("r", dir=stage, prefix=".portal-sent-", suffix=".log") as log_file:
         yield (
-            [f"--log-file={log_file.name}", f"--log-file-format={SENT_FORMAT}"],
+            [
+                f"--exclude=/{Path(log_file.name).name}",
+                f"--log-file={log_file.name}",
+                f"--log-file-format={SENT_FORMAT}",
+            ],
             lambda: parse_sent(Path(log_file.name).read_text(errors="replace")),
         )
 

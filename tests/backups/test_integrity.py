@@ -113,6 +113,7 @@ def test_a_run_reads_back_every_file_it_sent_and_in_turn_a_sample_of_the_hard_li
         second.log_tail
     )
     assert manifest_of(setup, second)["verified"] is True
+    assert not list(setup.target.rglob(".portal-sent-*"))  # rsync's list of what it sent stays local
 
 
 def test_with_nothing_changed_damage_in_a_hard_linked_file_is_found_when_the_rotating_sample_reaches_it(
