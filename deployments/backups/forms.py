@@ -1,3 +1,5 @@
+import hashlib
+
 from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -110,19 +112,64 @@ class BackupScheduleForm(forms.ModelForm):
             )
 
 
+LOSSES_SHOWN = 20  # damaged files named on the restore page; the rest are counted
+
+
+def shown_losses(losses) -> tuple[list[str], int]:
+    """The damaged files the restore page names, and how many more there are."""
+    return list(losses[:LOSSES_SHOWN]), max(len(losses) - LOSSES_SHOWN, 0)
+
+
+def losses_digest(snapshot, losses) -> str:
+    # Ties a ticked box to the list it was shown with: a list that changed since is not accepted.
+    return hashlib.sha256("\n".join([snapshot, *losses]).encode()).hexdigest()[:32]
+
+
 class RestoreForm(forms.Form):
     confirm = forms.CharField(
         label="Type the deployment's slug to confirm",
         help_text="Orthanc is stopped, its current data moved aside (not deleted), the snapshot restored, "
         "and Orthanc started again.",
     )
+    snapshot = forms.CharField(widget=forms.HiddenInput, required=False)
 
-    def __init__(self, *args, expected, **kwargs):
+    def __init__(self, *args, expected, snapshot, losses=(), **kwargs):
+        """``losses``: the storage files the restore's pre-check found damaged or missing in this snapshot."""
         super().__init__(*args, **kwargs)
-        self.expected = expected
+        self.expected, self.snapshot, self.losses = expected, snapshot, list(losses)
+        self.fields["snapshot"].initial = snapshot
+        if self.losses:
+            shown, more = shown_losses(self.losses)
+            self.fields["accept_losses"] = forms.BooleanField(
+                label=f"I accept losing these {len(self.losses)} files: {', '.join(shown)}"
+                + (f" and {more} more" if more else ""),
+                error_messages={
+                    "required": "Not restored: this snapshot has damaged files. Tick the box to accept losing them, "
+                    "or restore another snapshot. Nothing was changed."
+                },
+            )
+            self.fields["losses"] = forms.CharField(
+                widget=forms.HiddenInput, required=False, initial=losses_digest(snapshot, self.losses)
+            )
 
     def clean_confirm(self):
         value = self.cleaned_data["confirm"].strip()
         if value != self.expected:
             raise ValidationError(f"Type exactly '{self.expected}' to restore.")
         return value
+
+    def clean(self):
+        # The hidden fields' errors as the form's own: includes/form.html shows no hidden field's errors.
+        data = super().clean()
+        posted = data.get("snapshot") or ""
+        if posted != self.snapshot:
+            raise ValidationError(
+                f"This form was for snapshot {posted[:40] or '(none)'}, not {self.snapshot}: open the restore page "
+                "again. Nothing was changed."
+            )
+        if self.losses and data.get("losses") != losses_digest(self.snapshot, self.losses):
+            raise ValidationError(
+                "The list of damaged files changed since this page was shown: read it again before accepting. "
+                "Nothing was changed."
+            )
+        return data

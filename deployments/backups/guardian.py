@@ -7,13 +7,16 @@ starts a guardian and talks to it over a pipe, one line a message:
     {"run": …, "database": …, …}   the first line: what to clean up, and where the run is recorded
     partial <name>                  the snapshot folder the run writes on the target (unfinished
                                     until its manifest.json is there)
+    log <line>                      a line of the run's log: the guardian keeps the last ones
     stop <epoch seconds>            Orthanc is being stopped; it must answer again by that time
     started                         Orthanc answers again: the stop window is closed
     done                            the run ended by itself (success or recorded failure)
 
 The end of the pipe without "done" means the run's process died: the guardian starts Orthanc (if the
 window was open), ends the dead run's SSH control connection, removes its temporary folders and its
-snapshot folder if still unfinished (no manifest.json: a finished snapshot stays), and records the run failed so that the schedule can run again at once. A stop
+snapshot folder if still unfinished (no manifest.json: a finished snapshot stays), and records the
+run failed (with the log lines it heard) so that the schedule can run again at once, then sends the
+schedule's failure ping so that an outside monitor hears of it. A stop
 window that outlasts its deadline gets Orthanc started too, even while the run lives on (the run
 then finds Orthanc running and fails its copy as inconsistent).
 
@@ -34,6 +37,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 # After the run's own deadline: the run starts Orthanc itself first, with time for its attempts.
 GRACE = 30.0
+LOG_LINES = 40  # as many as a run keeps in its log tail
 DATABASE_KEYS = ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT")
 
 
@@ -68,6 +72,8 @@ class Guard:
         self.tell(json.dumps(header))
 
     def tell(self, line):
+        if self.pipe is None:  # closed: its descriptor number may already belong to another file
+            return
         try:
             os.write(self.pipe, (line + "\n").encode())
         except OSError as exc:
@@ -75,6 +81,9 @@ class Guard:
 
     def partial(self, path):
         self.tell(f"partial {path}")
+
+    def log(self, line):
+        self.tell("log " + " ".join(line.splitlines()))
 
     def stopping(self, deadline_monotonic):
         self.tell(f"stop {time.time() + (deadline_monotonic - time.monotonic()) + GRACE:.3f}")
@@ -85,6 +94,7 @@ class Guard:
     def close(self):
         self.tell("done")
         os.close(self.pipe)
+        self.pipe = None
         # Not waited for: it exits on "done" by itself; reaping it here keeps no zombie behind.
         try:
             self.proc.wait(5)
@@ -109,6 +119,7 @@ class Watch:
 
     def __init__(self):
         self.header, self.partial, self.deadline, self.done = None, None, None, False
+        self.lines = []  # the run's last log lines
         self.buffer = b""
 
     def hear(self, line):
@@ -118,6 +129,8 @@ class Watch:
             self.done = True
         elif line == "started":
             self.deadline = None
+        elif line.startswith("log "):
+            self.lines = [*self.lines[-(LOG_LINES - 1) :], line.removeprefix("log ")]
         elif line.startswith("partial "):
             self.partial = line.removeprefix("partial ")
         elif line.startswith("stop "):
@@ -214,23 +227,29 @@ def record_death(w, orthanc_restarted):
 
     from portal.models import Job
 
-    from . import alerts
+    from . import alerts, pings
     from .models import BackupRun
 
     run_id, now = w.header["run"], timezone.now()
     error = "the process running this backup died (killed)" + (
         " inside the stop window; the guardian started Orthanc again" if orthanc_restarted else ""
     )
+    tail = "\n".join([*w.lines, f"the run's process died; the guardian recorded: {error}"])
+    run = run_of(w)
+    duration = (now - run.started_at).total_seconds() if run.started_at else None
     if BackupRun.objects.filter(pk=run_id, state__in=BackupRun.ACTIVE).update(
-        state=BackupRun.State.FAILED, finished_at=now, error=error
+        state=BackupRun.State.FAILED, finished_at=now, error=error, log_tail=tail, duration=duration
     ):
         Job.objects.filter(kind="backups.backup_run", target_id=run_id, state=Job.State.RUNNING).update(
             state=Job.State.FAILED, finished_at=now, message=error
         )
+        run.refresh_from_db()
         try:
-            alerts.run_failed(run_of(w))
+            alerts.run_failed(run)
         except Exception:
             log.exception("could not send the alert of backup run %s", run_id)
+        # The run's own fail ping died with it: without this one the monitor would wait out its grace time.
+        pings.run_finished(run)
 
 
 def main():

@@ -269,6 +269,10 @@ class BackupRun(models.Model):
     sample_state = models.CharField(max_length=10, choices=Drill.choices, default=Drill.NONE, blank=True)
     sample_at = models.DateTimeField(null=True, blank=True)
     sample_message = models.TextField(blank=True)
+    # A restore checks every storage file against Orthanc's MD5 before anything changes (restore.py):
+    # what it found damaged or missing, and what the admin last accepted to lose from the web.
+    restore_damaged = models.JSONField(default=list, blank=True)
+    restore_accepted = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

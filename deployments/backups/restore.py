@@ -68,17 +68,19 @@ def backup_restore(run_id, who=None, source="system", accept_losses=()) -> str:
 
 def check_attachments(run, manifest, storage: Path, accept_losses=()) -> list[str]:
     """Every storage file of the fetched snapshot against Orthanc's MD5 in the manifest, before
-    anything changes. Refuses a damaged snapshot unless each damaged file is accepted by name;
-    returns the accepted losses."""
+    anything changes. Refuses a damaged snapshot unless each damaged (or missing) file is accepted
+    by name; records what it found on the run and returns the accepted losses."""
     checksums = manifest.get("checksums") or {}
     sums = {rel: md5_of(storage / rel) for rel in checksums if (storage / rel).is_file()}
     damaged = damaged_files(checksums, sums)
+    # Kept on the run: the restore page names them and offers to accept exactly these.
+    BackupRun.objects.filter(pk=run.pk).update(restore_damaged=damaged)
     refused = [rel for rel in damaged if rel not in set(accept_losses)]
     if refused:
         raise RestoreError(
             f"snapshot {run.snapshot} is damaged: {len(refused)} storage files differ from the MD5 Orthanc "
-            f"recorded: {', '.join(refused)}. Nothing was changed. Restore another snapshot, or accept these "
-            "losses by name (restore_backup --accept-loss FILE …)"
+            f"recorded or are missing: {', '.join(refused)}. Nothing was changed. Restore another snapshot, or "
+            "accept these losses by name (on the restore page, or restore_backup --accept-loss FILE …)"
         )
     return damaged
 

@@ -8,12 +8,15 @@ a snapshot, and removed (by the run itself, its guardian, or the next run). Unch
 are hard links to the previous snapshot (rsync --link-dest): they cost no transfer and no space.
 """
 
+import bisect
 import json
 import logging
+import math
 import os
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -47,6 +50,15 @@ log = logging.getLogger(__name__)
 # Left by runs of portal versions that renamed a finished snapshot: removed like any unfinished one.
 PARTIAL = ".partial"
 VERIFY_STREAMS = 2  # rsync --checksum processes reading a snapshot back on the target at once
+# Each run reads back the files it sent and, in turn, enough of the hard-linked ones that every one
+# is read again within this many runs (besides the daily sample and drills of rotation.py).
+VERIFY_CYCLE_RUNS = 28
+SENT_FORMAT = "sent %i %n"  # rsync's --log-file line of each item: its change code and its name
+
+
+def verify_sample():
+    """The fewest hard-linked files a run reads back (when it sent fewer than all)."""
+    return getattr(settings, "BACKUP_VERIFY_SAMPLE", 64)
 
 
 def stop_window_seconds():
@@ -104,12 +116,17 @@ class Snapshotter:
         self.checksums = {}  # storage path → MD5 as Orthanc's index records it
         self.verified = False  # every storage file of the new snapshot read back and matching
         self.index_mtimes = {}  # index file → its mtime (ns), as rsync -a gave it to the target's copy
+        self.sent = set()  # storage paths whose data this run's rsync sent (its --log-file)
+        self.sent_known = True  # False when that list did not account for every file rsync sent
+        self.verify_record = {}  # what the run read back, kept in the manifest: the next run goes on from it
         self.previous_manifest = None
         self.guard = None
 
     def note(self, message):
         self.lines.append(f"{time.monotonic() - self.t0:7.2f}s {message}")
         log.info("backup %s: %s", self.run.pk, message)
+        if self.guard is not None:  # should this process die, its guardian reports the log tail
+            self.guard.log(self.lines[-1])
 
     # ------------------------------------------------------------------ outcome
 
@@ -179,7 +196,7 @@ class Snapshotter:
                 doomed = self._doomed([*snapshots, name])
                 manifest = self._copy(ssh, stage, previous, name, sqlite, bulk)
                 manifest["damaged_before"] = self._verify(ssh, stage, name, previous)
-                manifest["verified"] = self.verified
+                manifest["verified"], manifest["verify"] = self.verified, self.verify_record
                 manifest["index_mtimes"] = self.index_mtimes
                 doomed = self._keep_verified(doomed, previous)
                 self._write_manifest(ssh, name, manifest)
@@ -248,7 +265,44 @@ class Snapshotter:
         snapshot's folder, unchanged files hard-linked to the previous snapshot (a leading / is the
         confined folder for rrsync)."""
         link = [f"--link-dest=/{previous}"] if previous else []
-        return ssh.rsync([f"{stage}/"], ssh.remote(f"{name}/"), ["-L", *excludes, *link, *extra], timeout=timeout)
+        with sent_log(stage) as (logged, read):
+            stats = ssh.rsync(
+                [f"{stage}/"], ssh.remote(f"{name}/"), ["-L", *excludes, *link, *extra, *logged], timeout=timeout
+            )
+            self._record_sent(read(), stats)
+        return stats
+
+    def _record_sent(self, names, stats):
+        """Which storage files an rsync sent: what the run must read back."""
+        if len(names) != stats["transferred_files"]:
+            self.sent_known = False
+            self.note(
+                f"rsync listed {len(names)} files sent but counted {stats['transferred_files']}: "
+                "every storage file will be read back"
+            )
+        self.sent.update(n.removeprefix("storage/") for n in names if n.startswith("storage/"))
+
+    def _to_verify(self):
+        """The storage files this run reads back: each one it sent, and a rotating sample of those
+        hard-linked to the previous snapshot (read back by the run that sent them), going on where the
+        previous snapshot's sample stopped. All of them when which files were sent is not known."""
+        everything = sorted(self.checksums)
+        if not self.sent_known:
+            self.verify_record = {"all": len(everything)}
+            return everything, f"all {len(everything)}"
+        sent = [rel for rel in everything if rel in self.sent]
+        linked = [rel for rel in everything if rel not in self.sent]
+        count = min(len(linked), max(verify_sample(), math.ceil(len(linked) / VERIFY_CYCLE_RUNS)))
+        after = ((self.previous_manifest or {}).get("verify") or {}).get("next_after") or ""
+        start = bisect.bisect_right(linked, after)
+        sample = [linked[(start + i) % len(linked)] for i in range(count)]
+        self.verify_record = {
+            "sent": len(sent),
+            "linked": len(linked),
+            "sampled": sample,
+            "next_after": sample[-1] if sample else after,
+        }
+        return sent + sample, f"the {len(sent)} sent and {len(sample)} of the {len(linked)} hard-linked in turn"
 
     def _stage(self, stage: Path) -> Path:
         """Symlinks to the live folders: one rsync (-L follows them) copies them all."""
@@ -397,15 +451,17 @@ class Snapshotter:
         return storage_files(storage, index == storage) if self.schedule.include_storage else {}
 
     def _verify(self, ssh, stage, name, previous):
-        """Read back every storage file of the new snapshot on the target against Orthanc's MD5.
+        """Read back on the target, against Orthanc's MD5, the storage files this run sent and a
+        rotating sample of the hard-linked ones (_to_verify).
         A mismatch is a file hard-linked from a damaged older snapshot (or a bad write): it is sent
         again (a new file, the old one left as it is) and named. Returns the names; raises if the
         second reading still differs."""
         if not self.checksums or not self.schedule.include_storage:
             return []
-        damaged = damaged_files(self.checksums, self._remote_md5(ssh, name, self.checksums))
+        names, scope = self._to_verify()
+        damaged = damaged_files({rel: self.checksums[rel] for rel in names}, self._remote_md5(ssh, name, names))
         if not damaged:
-            self.note(f"verified {len(self.checksums)} storage files against Orthanc's MD5")
+            self.note(f"verified {len(names)} storage files against Orthanc's MD5 ({scope})")
             self.verified = True
             return []
         where = f"snapshot {previous}" if previous else "the target"
@@ -423,7 +479,7 @@ class Snapshotter:
             raise SshError(
                 f"storage files still differ from Orthanc's MD5 after sending them again: {', '.join(still)}"
             )
-        self.note(f"verified {len(self.checksums)} storage files against Orthanc's MD5 after the repair")
+        self.note(f"verified {len(names)} storage files against Orthanc's MD5 ({scope}) after the repair")
         self.verified = True
         alerts.send(
             f"Backup found DAMAGED files on the target: {self.schedule}",
@@ -484,6 +540,34 @@ class Snapshotter:
                 pruned_at=timezone.now()
             )
         self.run.pruned = doomed
+
+
+@contextmanager
+def sent_log(stage):
+    """rsync options that make it list, in a local file, each item it sends; yields them and a
+    function that reads the regular files it sent (paths relative to the copy's root). The file is
+    in the stage (which the guardian removes should the run die), left out of the copy."""
+    with tempfile.NamedTemporaryFile("r", dir=stage, prefix=".portal-sent-", suffix=".log") as log_file:
+        yield (
+            [
+                f"--exclude=/{Path(log_file.name).name}",
+                f"--log-file={log_file.name}",
+                f"--log-file-format={SENT_FORMAT}",
+            ],
+            lambda: parse_sent(Path(log_file.name).read_text(errors="replace")),
+        )
+
+
+def parse_sent(text) -> list[str]:
+    """The names of the regular files a --log-file (SENT_FORMAT) says rsync sent: change code
+    '<f' (sent; a local copy writes '>f'), the other lines (links, directories, summaries) left out."""
+    names = []
+    for line in text.splitlines():
+        _, marker, rest = line.partition("] sent ")
+        code, _, name = rest.partition(" ")
+        if marker and len(code) == 11 and code[:2] in ("<f", ">f"):
+            names.append(name)
+    return names
 
 
 def last_change_of(deployment):

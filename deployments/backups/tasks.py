@@ -30,9 +30,15 @@ def verify_job(run_id):
     return run.drill_message
 
 
+def restore_job(run_id):
+    # The web restore accepts losses on the run's row: a job carries nothing but the run's id.
+    accepted = BackupRun.objects.values_list("restore_accepted", flat=True).get(pk=run_id)
+    return backup_restore(run_id, accept_losses=accepted or ())
+
+
 backup_run_task = job_task("backups.backup_run")(run_job)
 backup_verify_task = job_task("backups.backup_verify")(verify_job)
-backup_restore_task = job_task("backups.backup_restore")(backup_restore)
+backup_restore_task = job_task("backups.backup_restore")(restore_job)
 
 
 @shared_task(name="backups.scheduled_run", bind=True)

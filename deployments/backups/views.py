@@ -12,7 +12,7 @@ from portal.roles import require_perm
 from portal.sites import deployment_or_404, deployments_of, scoped
 
 from .charts import run_charts
-from .forms import BackupScheduleForm, RestoreForm
+from .forms import BackupScheduleForm, RestoreForm, shown_losses
 from .keys import ensure_identity, make_identity
 from .models import BackupRun, BackupSchedule, SshIdentity
 from .periodic import describe, sync_schedule, unschedule
@@ -251,13 +251,24 @@ def run_restore(request, pk):
     run = get_object_or_404(
         scoped(BackupRun.objects.select_related("schedule__deployment"), request.user, RUN_SITE), pk=pk
     )
-    form = RestoreForm(request.POST or None, expected=run.deployment.slug)
     if not run.restorable:
         messages.error(request, "This run has no snapshot to restore.")
         return redirect(run)
+    # What the restore's pre-check last found damaged or missing: named here, accepted only by name.
+    losses = list(run.restore_damaged or [])
+    form = RestoreForm(request.POST or None, expected=run.deployment.slug, snapshot=run.snapshot, losses=losses)
     if request.method == "POST" and form.is_valid():
+        BackupRun.objects.filter(pk=run.pk).update(restore_accepted=losses)
         jobs.enqueue("backups.backup_restore", run.pk, queue=run.deployment.queue, user=request.user)
-        audit.record(request, AuditEntry.Action.ACTION, run, summary=f"restore of {run.snapshot} requested")
+        summary = f"restore of {run.snapshot} requested" + (
+            f", accepting {len(losses)} damaged files as lost" if losses else ""
+        )
+        audit.record(request, AuditEntry.Action.ACTION, run, summary=summary)
         messages.warning(request, f"Restore of {run.snapshot} queued: Orthanc stops briefly while it runs.")
         return redirect(run)
-    return render(request, "backups/restore_confirm.html", {"run": run, "form": form})
+    shown, more = shown_losses(losses)
+    return render(
+        request,
+        "backups/restore_confirm.html",
+        {"run": run, "form": form, "losses": losses, "shown": shown, "more": more},
+    )

@@ -88,6 +88,65 @@ def test_a_file_damaged_in_the_previous_snapshot_is_sent_again_and_the_run_names
     assert victim in mail.body
 
 
+def inodes(setup, run):
+    storage = setup.target / run.snapshot / "storage"
+    return {str(p.relative_to(storage)): p.stat().st_ino for p in storage.rglob("*") if p.is_file()}
+
+
+def test_a_run_reads_back_every_file_it_sent_and_in_turn_a_sample_of_the_hard_linked_ones(backup_setup, settings):
+    settings.BACKUP_VERIFY_SAMPLE = 2
+    setup = backup_setup()
+    client = setup.orthanc.client()
+    upload_studies(client, studies=1, per_study=3)
+    first = setup.run()
+    upload_studies(client, studies=1, per_study=2, patient="N")
+
+    second = setup.run()
+
+    assert second.state == BackupRun.State.SUCCEEDED, second.error
+    before, after = inodes(setup, first), inodes(setup, second)
+    written = sorted(rel for rel, ino in after.items() if before.get(rel) != ino)  # not hard links: sent
+    record = manifest_of(setup, second)["verify"]
+    assert len(written) == 2 and record["sent"] == 2 and record["linked"] == 3 and len(record["sampled"]) == 2
+    assert not set(record["sampled"]) & set(written)
+    assert "verified 4 storage files against Orthanc's MD5 (the 2 sent and 2 of the 3 hard-linked in turn)" in (
+        second.log_tail
+    )
+    assert manifest_of(setup, second)["verified"] is True
+    assert not list(setup.target.rglob(".portal-sent-*"))  # rsync's list of what it sent stays local
+
+
+def test_with_nothing_changed_damage_in_a_hard_linked_file_is_found_when_the_rotating_sample_reaches_it(
+    backup_setup, settings, mailoutbox
+):
+    settings.BACKUP_VERIFY_SAMPLE = 2
+    setup = backup_setup()
+    upload_studies(setup.orthanc.client(), studies=1, per_study=5)
+    first = setup.run()
+    files = sorted(manifest_of(setup, first)["checksums"])
+    victim = files[2]  # past the first sample (files 0 and 1), in the second (files 2 and 3)
+    damage_in_place(setup.target / first.snapshot / "storage" / victim)
+
+    second = setup.run()
+
+    assert manifest_of(setup, second)["verify"]["sampled"] == files[:2]
+    assert "DAMAGED" not in second.log_tail  # not read this time: carried on as a hard link
+    assert inodes(setup, second)[victim] == inodes(setup, first)[victim]
+    assert "verified 2 storage files against Orthanc's MD5 (the 0 sent and 2 of the 5 hard-linked in turn)" in (
+        second.log_tail
+    )
+
+    third = setup.run()
+
+    assert third.state == BackupRun.State.SUCCEEDED, third.error
+    assert manifest_of(setup, third)["verify"]["sampled"] == files[2:4]
+    assert f"DAMAGED on the target in snapshot {second.snapshot}, sent again: {victim}" in third.log_tail
+    assert md5(setup.target / third.snapshot / "storage" / victim) == manifest_of(setup, first)["checksums"][victim]
+    assert manifest_of(setup, third)["damaged_before"] == [victim]
+    fourth = setup.run()
+    assert manifest_of(setup, fourth)["verify"]["sampled"] == [files[4], files[0]]  # round again from the start
+
+
 def test_restore_of_a_damaged_snapshot_refuses_names_the_file_and_changes_nothing_until_the_loss_is_accepted(
     backup_setup, capsys
 ):
@@ -117,6 +176,78 @@ def test_restore_of_a_damaged_snapshot_refuses_names_the_file_and_changes_nothin
 
     assert any(p.name.startswith("storage.before-restore-") for p in storage.parent.iterdir())
     assert f"damaged files accepted as lost: {victim}" in capsys.readouterr().out
+
+
+def test_a_web_restore_of_a_damaged_snapshot_names_the_losses_and_goes_on_only_with_them_ticked_for_that_snapshot(
+    backup_setup, admin_client, admin_user
+):
+    import re
+    from html import unescape
+    from pathlib import Path
+
+    from django.test import Client
+    from django.urls import reverse
+
+    from deployments.backups.tasks import backup_restore_task
+    from portal.models import Job
+
+    setup = backup_setup()
+    client = setup.orthanc.client()
+    upload_studies(client, studies=2, per_study=2)
+    run = setup.run()
+    checksums = manifest_of(setup, run)["checksums"]
+    damaged, missing = sorted(checksums)[:2]
+    damage_in_place(setup.target / run.snapshot / "storage" / damaged)
+    (setup.target / run.snapshot / "storage" / missing).unlink()
+    storage = Path(setup.deployment.storage_dir)
+    before = sorted(p.name for p in storage.parent.iterdir())
+    url = reverse("backups:run_restore", args=[run.pk])
+
+    def work(job):  # the worker's part, in this process: the task claims the job's row and runs it
+        backup_restore_task(job.pk)
+        job.refresh_from_db()
+        return job
+
+    def page():
+        return unescape(admin_client.get(url).content.decode())
+
+    assert "I accept losing" not in page()  # nothing known yet: the pre-check runs in the restore job
+    assert admin_client.post(url, {"confirm": "clinic", "snapshot": run.snapshot}).status_code == 302
+    refused = work(Job.objects.get())
+    assert refused.state == Job.State.FAILED
+    assert damaged in refused.message and missing in refused.message and "Nothing was changed" in refused.message
+    assert sorted(p.name for p in storage.parent.iterdir()) == before
+    assert client.statistics()["CountInstances"] == 4
+
+    shown = page()
+    assert f"<li><code>{damaged}</code></li>" in shown and f"<li><code>{missing}</code></li>" in shown
+    assert f"I accept losing these 2 files: {damaged}, {missing}" in shown
+    digest = re.search(r'name="losses" value="([0-9a-f]+)"', shown).group(1)
+    ticked = {"confirm": "clinic", "snapshot": run.snapshot, "losses": digest, "accept_losses": "on"}
+    refusals = [
+        ({**ticked, "accept_losses": ""}, "Tick the box to accept losing them"),
+        (
+            {**ticked, "snapshot": "20200101T000000Z"},
+            f"This form was for snapshot 20200101T000000Z, not {run.snapshot}",
+        ),
+        ({**ticked, "losses": "0" * 32}, "The list of damaged files changed since this page was shown"),
+    ]
+    for data, reason in refusals:
+        answer = admin_client.post(url, data)
+        assert answer.status_code == 200 and reason in unescape(answer.content.decode()), reason
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(admin_user)
+    assert strict.post(url, ticked).status_code == 403
+    assert Job.objects.count() == 1  # none of these queued a restore
+    assert sorted(p.name for p in storage.parent.iterdir()) == before
+
+    assert admin_client.post(url, ticked).status_code == 302
+    done = work(Job.objects.exclude(pk=refused.pk).get())
+
+    assert done.state == Job.State.SUCCEEDED, done.message
+    assert f"damaged files accepted as lost: {damaged}, {missing}" in done.message
+    assert any(p.name.startswith("storage.before-restore-") for p in storage.parent.iterdir())
+    assert client.statistics()["CountInstances"] == 4  # the index is whole; two of its files are lost
 
 
 def test_retention_never_deletes_the_newest_verified_snapshot_while_newer_ones_are_not_verified(backup_setup):

@@ -307,10 +307,30 @@ def test_restore_from_the_web_needs_the_typed_slug_and_then_queues_a_job(admin_c
     assert wrong.status_code == 200
     assert "Type exactly &#x27;clinic&#x27; to restore." in wrong.content.decode()
     assert not Job.objects.exists()
-    right = admin_client.post(url, {"confirm": "clinic"})
+    right = admin_client.post(url, {"confirm": "clinic", "snapshot": run.snapshot})
     assert right.status_code == 302
     job = Job.objects.get()
     assert (job.kind, job.target_id, job.queue) == ("backups.backup_restore", run.pk, "deployment.clinic")
+
+
+def test_the_restore_page_names_at_most_twenty_damaged_files_and_counts_the_rest_in_the_box_to_tick(
+    admin_client, deployment
+):
+    from portal.models import Job
+
+    losses = [f"{n:02x}/{n:02x}/{n:02x}-attachment" for n in range(25)]
+    run = finished(make_schedule(deployment), BackupRun.State.SUCCEEDED, 2, restore_damaged=losses)
+    url = reverse("backups:run_restore", args=[run.pk])
+
+    page = unescape(admin_client.get(url).content.decode())
+
+    named = [rel for rel in losses if f"<li><code>{rel}</code></li>" in page]
+    assert named == losses[:20] and "and 5 more." in page
+    assert f"I accept losing these 25 files: {', '.join(losses[:20])} and 5 more" in page
+    assert losses[20] not in page
+    unticked = admin_client.post(url, {"confirm": "clinic", "snapshot": run.snapshot})
+    assert unticked.status_code == 200 and "Tick the box to accept losing them" in unescape(unticked.content.decode())
+    assert not Job.objects.exists()
 
 
 def test_a_run_whose_worker_was_lost_is_closed_so_the_schedule_can_run_again(deployment, mailoutbox, settings):

@@ -30,6 +30,8 @@ def make_backup_objects(world):
     world.backup_run = BackupRun.objects.create(
         schedule=world.backup_schedule, state=BackupRun.State.SUCCEEDED, snapshot="20261122T010000Z",
         started_at=now, finished_at=now, snapshot_size=1, bytes_transferred=1, duration=1.0, files=1,
+        # A restore pre-check found a damaged file: the restore form carries the box to accept its loss.
+        restore_damaged=["ab/cd/abcd0000-damaged"],
     )  # fmt: skip
 
 
