@@ -26,6 +26,21 @@ def free_port(preferred=None, host="127.0.0.1"):
     raise RuntimeError("no free port")
 
 
+def free_ports(count, host="127.0.0.1"):
+    """Distinct free ports: the sockets stay bound until all are chosen, since the kernel may hand
+    out a port it has just freed again (an Orthanc once got one port for both HTTP and DICOM)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            sockets.append(s)
+            s.bind((host, 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 def write_config(deployment):
     """Write the configuration rendered from the database, without the push's checks and reload
     (for an Orthanc that is started afterwards: the benchmarks')."""
@@ -38,7 +53,9 @@ def local_deployment(base, *, name, slug, dicom_aet="ORTHANC", http_port=None, d
     """An unsaved deployment whose Orthanc runs locally with every folder under ``base``
     (the demo of ``make run``, the tests' Orthancs, the benchmarks')."""
     base = Path(base).resolve()
-    http_port = http_port or free_port()
+    spare_http, spare_dicom = free_ports(2)
+    http_port = http_port or (spare_http if dicom_port != spare_http else spare_dicom)
+    dicom_port = dicom_port or (spare_dicom if http_port != spare_dicom else spare_http)
     return Deployment(
         name=name,
         slug=slug,
@@ -50,7 +67,7 @@ def local_deployment(base, *, name, slug, dicom_aet="ORTHANC", http_port=None, d
         storage_dir=str(base / "storage"),
         worklists_dir=str(base / "worklists"),
         dicom_aet=dicom_aet,
-        dicom_port=dicom_port or free_port(),
+        dicom_port=dicom_port,
         service_kind=Deployment.ServiceKind.LOCAL,
         **fields,
     )

@@ -42,10 +42,19 @@ def require_binary(path_or_name, package):
     return found
 
 
+_GIVEN_PORTS = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port, never one this process was given before: the kernel may hand out the
+    port it just freed again, and an Orthanc then got the same port for HTTP and DICOM."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _GIVEN_PORTS:
+            _GIVEN_PORTS.add(port)
+            return port
 
 
 def wait_for(predicate, timeout=10.0, interval=0.1, message="condition"):

@@ -10,13 +10,13 @@ import json
 import logging
 import secrets
 import shutil
-import socket
 import tempfile
 from pathlib import Path
 
 from django.conf import settings
 from django.utils import timezone
 
+from deployments.demo import free_ports
 from deployments.models import Deployment
 from deployments.orthanc import OrthancClient, OrthancError
 from deployments.push import write_files
@@ -29,12 +29,6 @@ from .models import BackupRun
 from .ssh import Session
 
 log = logging.getLogger(__name__)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def md5_limit():
@@ -57,7 +51,7 @@ class ThrowawayOrthanc:
     def __init__(self, scratch: Path, like: Deployment, pg_database=None):
         """``pg_database``: a throwaway database on ``like``'s PostgreSQL server holding the index;
         without it, the index is the SQLite file in ``scratch/index``."""
-        http, dicom = free_port(), free_port()
+        http, dicom = free_ports(2)
         self.deployment = Deployment(
             name=f"Restore drill of {like.slug}",
             slug=f"drill-{like.slug}",
