@@ -1,0 +1,178 @@
+"""Parts of the many-sites tests: a central Redis of our own (with ACL users, optionally TLS), a
+throwaway CA made with openssl, and site agents (real Celery workers of one queue)."""
+
+import os
+import ssl
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import redis
+
+from deployments.agent_setup import AgentSetup, agent_username, redis_acl_rules, worker_command
+from tests.conftest import ROOT, free_port, require_binary, test_database_url, wait_for
+
+
+def make_certificates(folder: Path, ip: str) -> dict:
+    """A CA, and a server certificate for ``ip`` signed by it (a day long, made for this test)."""
+    openssl = require_binary("openssl", "openssl")
+    folder.mkdir(parents=True, exist_ok=True)
+    ca_key, ca, key, csr, cert, ext = (folder / n for n in ("ca.key", "ca.pem", "redis.key", "redis.csr", "redis.pem", "ext"))
+    ext.write_text(f"subjectAltName=IP:{ip}\n")
+
+    def run(*args):
+        subprocess.run([openssl, *map(str, args)], check=True, capture_output=True)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca, "-days", "1", "-subj", "/CN=portal test CA")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=central redis")
+    run("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", cert, "-days", "1", "-extfile", ext)
+    return {"ca": ca, "cert": cert, "key": key}
+
+
+class CentralRedis:
+    """A redis-server of the test's own: its default user keeps every right (the portal's side),
+    each site's agent gets an ACL user. ``prefix`` runs it elsewhere (``ip netns exec central``)."""
+
+    def __init__(self, folder: Path, bind="127.0.0.1", tls=None, prefix=()):
+        self.binary = require_binary("redis-server", "redis-server")
+        self.folder, self.bind, self.tls, self.prefix = folder, bind, tls, list(prefix)
+        self.port = free_port()
+        self.proc = None
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def command(self):
+        # Append-only with an fsync per write: the sites' waiting messages survive a restart.
+        args = [self.binary, "--bind", self.bind, "--dir", str(self.folder), "--save", "", "--appendonly", "yes"]
+        args += ["--appendfsync", "always", "--aclfile", str(self.folder / "users.acl")]
+        if self.tls:
+            args += ["--port", "0", "--tls-port", str(self.port), "--tls-auth-clients", "no"]
+            args += ["--tls-cert-file", str(self.tls["cert"]), "--tls-key-file", str(self.tls["key"])]
+            args += ["--tls-ca-cert-file", str(self.tls["ca"])]
+        else:
+            args += ["--port", str(self.port)]
+        return self.prefix + args
+
+    def start(self):
+        acl = self.folder / "users.acl"
+        if not acl.exists():
+            acl.write_text("user default on nopass ~* &* +@all\n")
+        self.log = open(self.folder / "redis.log", "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(self.command(), stdout=self.log, stderr=subprocess.STDOUT)
+        wait_for(self.ping, timeout=15, message=f"redis-server on {self.bind}:{self.port}")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()  # SIGTERM: Redis flushes its append-only file and exits
+            self.proc.wait(15)
+        if self.proc:
+            self.log.close()
+
+    def url(self, user="", password="", host=None):
+        auth = f"{user}:{password}@" if user else ""
+        return f"{'rediss' if self.tls else 'redis'}://{auth}{host or self.bind}:{self.port}/0"
+
+    def client(self, user="", password="", host=None):
+        extra = {"ssl_ca_certs": str(self.tls["ca"]), "ssl_cert_reqs": ssl.CERT_REQUIRED} if self.tls else {}
+        return redis.Redis.from_url(self.url(user, password, host), socket_connect_timeout=1, **extra)
+
+    def ping(self):
+        try:
+            return self.client().ping()
+        except redis.RedisError:
+            return False
+
+    def add_agent(self, slug) -> AgentSetup:
+        """The agent's ACL user, as manage.py site_agent_setup makes it, kept in the aclfile."""
+        setup = AgentSetup.new(slug)
+        client = self.client()
+        client.execute_command("ACL", "SETUSER", agent_username(slug), *redis_acl_rules(slug, setup.redis_password))
+        client.execute_command("ACL", "SAVE")
+        return setup
+
+
+@pytest.fixture
+def central_redis_factory(tmp_path):
+    started = []
+
+    def make(**kwargs):
+        server = CentralRedis(tmp_path / f"redis-{len(started)}", **kwargs)
+        server.start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+class Agent:
+    def __init__(self, proc, log: Path):
+        self.proc, self.log = proc, log
+
+    def output(self):
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture
+def agent_factory(transactional_db, tmp_path):
+    """Site agents: `celery worker -Q deployment.<slug>` with the agent's environment, started
+    with a prefix (``ip netns exec site-a``) where the test puts the site elsewhere."""
+    agents = []
+
+    def start(setup: AgentSetup, broker_url, prefix=(), ca_file="", env=None):
+        log = tmp_path / f"agent-{setup.slug}-{uuid.uuid4().hex[:6]}.log"
+        environ = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "portal.settings",
+            "DEBUG": "1",
+            "DATABASE_URL": test_database_url(),
+            "PORTAL_AGENT_QUEUE": setup.queue,
+            "CELERY_BROKER_URL": broker_url,
+            "CELERY_BROKER_SSL_CA": str(ca_file),
+            **(env or {}),
+        }
+        command = worker_command(setup.queue)
+        command = [*prefix, sys.executable, "-m", *command, "-n", f"agent-{setup.slug}-{uuid.uuid4().hex[:6]}@site"]
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(command, cwd=ROOT, env=environ, stdout=out, stderr=subprocess.STDOUT)
+        agent = Agent(proc, log)
+        agents.append(agent)
+        wait_for(lambda: "ready." in agent.output() or proc.poll() is not None, timeout=30, message="site agent")
+        if proc.poll() is not None:
+            pytest.fail(f"the site agent exited:\n{agent.output()[-3000:]}", pytrace=False)
+        return agent
+
+    yield start
+    for agent in agents:
+        if agent.proc.poll() is None:
+            agent.proc.terminate()
+            try:
+                agent.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                agent.proc.kill()
+                agent.proc.wait(10)
+
+
+@pytest.fixture
+def portal_broker(monkeypatch):
+    """Points the portal's own Celery app (this test process: the web app and beat) at a central
+    Redis of the test's, and back afterwards."""
+    from portal.celery import app
+
+    before = (app.conf.broker_url, app.conf.broker_use_ssl)
+
+    def use(url, ca_file=None):
+        if app._pool is not None:
+            app._pool.force_close_all()
+        app.conf.broker_url = url
+        monkeypatch.setenv("CELERY_BROKER_URL", url)  # Celery reads it before its own setting
+        app.conf.broker_use_ssl = {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_ca_certs": str(ca_file)} if ca_file else None
+        app._after_fork()  # forgets the connection pools made for the previous broker
+
+    yield use
+    if app._pool is not None:
+        app._pool.force_close_all()
+    app.conf.broker_url, app.conf.broker_use_ssl = before
+    app._after_fork()
