@@ -7,11 +7,11 @@ Heartbeats expire unrun after two periods, so a site back after a day runs one, 
 """
 
 import socket
+
 from django.conf import settings
 from django.utils import timezone
 
 from .models import Deployment
-
 
 
 def heartbeat(deployment_id):

@@ -19,15 +19,47 @@ def make_certificates(folder: Path, ip: str) -> dict:
     """A CA, and a server certificate for ``ip`` signed by it (a day long, made for this test)."""
     openssl = require_binary("openssl", "openssl")
     folder.mkdir(parents=True, exist_ok=True)
-    ca_key, ca, key, csr, cert, ext = (folder / n for n in ("ca.key", "ca.pem", "redis.key", "redis.csr", "redis.pem", "ext"))
+    ca_key, ca, key, csr, cert, ext = (
+        folder / n for n in ("ca.key", "ca.pem", "redis.key", "redis.csr", "redis.pem", "ext")
+    )
     ext.write_text(f"subjectAltName=IP:{ip}\n")
 
     def run(*args):
         subprocess.run([openssl, *map(str, args)], check=True, capture_output=True)
 
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca, "-days", "1", "-subj", "/CN=portal test CA")
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        ca_key,
+        "-out",
+        ca,
+        "-days",
+        "1",
+        "-subj",
+        "/CN=portal test CA",
+    )
     run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=central redis")
-    run("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", cert, "-days", "1", "-extfile", ext)
+    run(
+        "x509",
+        "-req",
+        "-in",
+        csr,
+        "-CA",
+        ca,
+        "-CAkey",
+        ca_key,
+        "-CAcreateserial",
+        "-out",
+        cert,
+        "-days",
+        "1",
+        "-extfile",
+        ext,
+    )
     return {"ca": ca, "cert": cert, "key": key}
 
 
@@ -168,7 +200,9 @@ def portal_broker(monkeypatch):
             app._pool.force_close_all()
         app.conf.broker_url = url
         monkeypatch.setenv("CELERY_BROKER_URL", url)  # Celery reads it before its own setting
-        app.conf.broker_use_ssl = {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_ca_certs": str(ca_file)} if ca_file else None
+        app.conf.broker_use_ssl = (
+            {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_ca_certs": str(ca_file)} if ca_file else None
+        )
         app._after_fork()  # forgets the connection pools made for the previous broker
 
     yield use

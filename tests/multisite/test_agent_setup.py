@@ -104,9 +104,7 @@ def test_site_agent_setup_writes_private_files_with_the_agents_credentials(db, t
     assert names == {"agent-north.env", "agent-north.redis", "agent-north.acl", "agent-north.sql"}
     for path in tmp_path.iterdir():
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
-    env = dict(
-        line.split("=", 1) for line in (tmp_path / "agent-north.env").read_text().splitlines() if "=" in line
-    )
+    env = dict(line.split("=", 1) for line in (tmp_path / "agent-north.env").read_text().splitlines() if "=" in line)
     assert env["PORTAL_AGENT_QUEUE"] == "deployment.north"
     assert env["CELERY_BROKER_URL"].startswith("rediss://agent-north:")
     assert env["CELERY_BROKER_URL"].endswith("@portal.example:6380/0")
