@@ -144,7 +144,8 @@ def postgres_sql(slug, password, database):
     lines = [
         f"-- The PostgreSQL role of the site agent of {slug} (manage.py site_agent_setup).",
         "DO $$ BEGIN",
-        f"  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN CREATE ROLE {role}; END IF;",
+        # A script for psql, never run here; the role is [a-z0-9_] only (agent_role).
+        f"  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN CREATE ROLE {role}; END IF;",  # nosec B608
         "END $$;",
         f"ALTER ROLE {role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '{pw}';",
         f'GRANT CONNECT ON DATABASE "{database}" TO {role};',
