@@ -271,6 +271,8 @@ if PORTAL_AGENT_QUEUE:
         # An agent waits for its link for as long as it is cut, rather than giving up after one try.
         max_retries=None,
     )
+    # A site's link may be cut for hours: its agent keeps trying to reach the central Redis.
+    CELERY_BROKER_CONNECTION_MAX_RETRIES = None
     CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
     CELERY_WORKER_SEND_TASK_EVENTS = False
 CELERY_BROKER_CONNECTION_TIMEOUT = 2

@@ -1,6 +1,7 @@
 """Parts of the many-sites tests: a central Redis of our own (with ACL users, optionally TLS), a
 throwaway CA made with openssl, and site agents (real Celery workers of one queue)."""
 
+import hashlib
 import os
 import ssl
 import subprocess
@@ -67,16 +68,20 @@ class CentralRedis:
     """A redis-server of the test's own: its default user keeps every right (the portal's side),
     each site's agent gets an ACL user. ``prefix`` runs it elsewhere (``ip netns exec central``)."""
 
-    def __init__(self, folder: Path, bind="127.0.0.1", tls=None, prefix=()):
+    def __init__(self, folder: Path, bind=("127.0.0.1",), tls=None, prefix=()):
         self.binary = require_binary("redis-server", "redis-server")
-        self.folder, self.bind, self.tls, self.prefix = folder, bind, tls, list(prefix)
+        self.folder, self.binds, self.tls, self.prefix = folder, list(bind), tls, list(prefix)
+        self.bind = self.binds[0]  # where this test process (the portal's side) reaches it
+        # The portal's own (default) user has a password, as in docker-compose.yml: Redis then
+        # also accepts connections from outside its loopback.
+        self.admin_password = uuid.uuid4().hex
         self.port = free_port()
         self.proc = None
         folder.mkdir(parents=True, exist_ok=True)
 
     def command(self):
         # Append-only with an fsync per write: the sites' waiting messages survive a restart.
-        args = [self.binary, "--bind", self.bind, "--dir", str(self.folder), "--save", "", "--appendonly", "yes"]
+        args = [self.binary, "--bind", *self.binds, "--dir", str(self.folder), "--save", "", "--appendonly", "yes"]
         args += ["--appendfsync", "always", "--aclfile", str(self.folder / "users.acl")]
         if self.tls:
             args += ["--port", "0", "--tls-port", str(self.port), "--tls-auth-clients", "no"]
@@ -89,7 +94,8 @@ class CentralRedis:
     def start(self):
         acl = self.folder / "users.acl"
         if not acl.exists():
-            acl.write_text("user default on nopass ~* &* +@all\n")
+            digest = hashlib.sha256(self.admin_password.encode()).hexdigest()
+            acl.write_text(f"user default on #{digest} ~* &* +@all\n")
         self.log = open(self.folder / "redis.log", "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(self.command(), stdout=self.log, stderr=subprocess.STDOUT)
         wait_for(self.ping, timeout=15, message=f"redis-server on {self.bind}:{self.port}")
@@ -102,7 +108,7 @@ class CentralRedis:
             self.log.close()
 
     def url(self, user="", password="", host=None):
-        auth = f"{user}:{password}@" if user else ""
+        auth = f"{user}:{password}@" if user else f":{self.admin_password}@"
         return f"{'rediss' if self.tls else 'redis'}://{auth}{host or self.bind}:{self.port}/0"
 
     def client(self, user="", password="", host=None):
@@ -210,3 +216,94 @@ def portal_broker(monkeypatch):
         app._pool.force_close_all()
     app.conf.broker_url, app.conf.broker_use_ssl = before
     app._after_fork()
+
+
+class Network:
+    """Network namespaces joined by veth links, all made by this test and removed after it:
+
+        root (this process: the portal's web and beat) ── central (Redis) ──┬── site a (Orthanc, agent)
+                                                                            └── site b (Orthanc, agent)
+
+    Each link is its own /30 of a 10.x.y.0/28 not otherwise used on this machine; nothing routes
+    between links, so each site speaks only to the central namespace."""
+
+    def __init__(self):
+        self.ip = require_binary("ip", "iproute2")
+        self.tag = uuid.uuid4().hex[:6]
+        self.namespaces, self.root_links = [], []
+        self.net = self._free_net()
+        self.ns = {name: f"pt{self.tag}{name[0]}" for name in ("central", "a", "b")}
+        self.veth = {}  # (from, to) → interface name in "from"
+        self.addr = {}  # (from, to) → address of "from" on that link
+
+    def _free_net(self):
+        used = subprocess.run([self.ip, "-4", "-o", "addr"], capture_output=True, text=True, check=True).stdout
+        for _ in range(100):
+            x, y = uuid.uuid4().bytes[:2]
+            net = f"10.{200 + x % 50}.{y}"
+            if f" {net}." not in used:
+                return net
+        pytest.fail("no free 10.x.y.0/28 for the test's links")
+
+    def run(self, *args, ns=None):
+        prefix = [self.ip, "netns", "exec", self.ns[ns]] if ns else []
+        subprocess.run([*prefix, self.ip, *args], check=True, capture_output=True)
+
+    def prefix(self, name):
+        return [self.ip, "netns", "exec", self.ns[name]]
+
+    def build(self):
+        for name in ("central", "a", "b"):
+            self.run("netns", "add", self.ns[name])
+            self.namespaces.append(self.ns[name])
+            self.run("link", "set", "lo", "up", ns=name)
+        self._link("root", "central", 0)
+        self._link("central", "a", 4)
+        self._link("central", "b", 8)
+
+    def _link(self, left, right, base):
+        a, b = f"v{self.tag}{left[0]}{right[0]}", f"v{self.tag}{right[0]}{left[0]}"
+        self.run("link", "add", a, "type", "veth", "peer", "name", b)
+        if left == "root":
+            self.root_links.append(a)
+        else:
+            self.run("link", "set", a, "netns", self.ns[left])
+        self.run("link", "set", b, "netns", self.ns[right])
+        for end, name, host in ((left, a, base + 1), (right, b, base + 2)):
+            ns = None if end == "root" else end
+            self.run("addr", "add", f"{self.net}.{host}/30", "dev", name, ns=ns)
+            self.run("link", "set", name, "up", ns=ns)
+            self.veth[(end, right if end == left else left)] = name
+            self.addr[(end, right if end == left else left)] = f"{self.net}.{host}"
+
+    def cut(self, site):
+        """The site's line goes dark at the central end (as a failed uplink would)."""
+        self.run("link", "set", self.veth[("central", site)], "down", ns="central")
+
+    def restore(self, site):
+        self.run("link", "set", self.veth[("central", site)], "up", ns="central")
+
+    def remove(self):
+        for ns in self.namespaces:
+            # Processes the test started there should be gone already; end any left by their pid.
+            pids = subprocess.run([self.ip, "netns", "pids", ns], capture_output=True, text=True).stdout.split()
+            for pid in pids:
+                try:
+                    os.kill(int(pid), 9)
+                except ProcessLookupError:
+                    pass
+            subprocess.run([self.ip, "netns", "del", ns], capture_output=True)
+        for link in self.root_links:  # gone with its peer's namespace; this is in case it was not
+            subprocess.run([self.ip, "link", "del", link], capture_output=True)
+
+
+@pytest.fixture
+def network():
+    if os.geteuid() != 0:
+        pytest.fail("the many-sites tests build network namespaces: run them as root", pytrace=False)
+    net = Network()
+    try:
+        net.build()
+        yield net
+    finally:
+        net.remove()
