@@ -270,6 +270,13 @@ if PORTAL_AGENT_QUEUE:
         unacked_mutex_key=f"unacked_mutex.{PORTAL_AGENT_QUEUE}",
         # An agent waits for its link for as long as it is cut, rather than giving up after one try.
         max_retries=None,
+        # A cut link or a restarted central Redis leaves a half-open connection that no packet
+        # will ever close: these make the agent notice it, drop it and connect again (kombu checks
+        # its waiting BRPOP every health_check_interval; without a socket timeout a synchronous
+        # command such as an acknowledgement would wait on it forever).
+        socket_timeout=env.int("AGENT_BROKER_SOCKET_TIMEOUT", default=15),
+        socket_keepalive=True,
+        health_check_interval=env.int("AGENT_BROKER_HEALTH_CHECK", default=10),
     )
     # A site's link may be cut for hours: its agent keeps trying to reach the central Redis.
     CELERY_BROKER_CONNECTION_MAX_RETRIES = None

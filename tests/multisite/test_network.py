@@ -154,7 +154,8 @@ def _assert_waited_then_applied_once_in_order(sites, site, revisions):
     assert all(job.state == Job.State.SUCCEEDED and job.attempts == 1 for job in jobs), [
         (job.pk, job.state, job.attempts, job.message) for job in jobs
     ]
-    assert "already claimed or finished" not in sites.agent[site].output()
+    # A delivery of a job already run (a message put back after its acknowledgement was lost on
+    # the cut link) is ignored: attempts stays at one.
 
 
 def test_a_cut_off_site_waits_and_shows_unreachable_while_the_other_works_then_applies_everything_once_in_order(
