@@ -55,11 +55,14 @@ AGENT_COMMANDS = [
     "script|load",
 ]
 
-# Tables a site's tasks read and write: the deployment's own app and the worklists, the job rows
-# they claim and finish, and the audit entries a restore records. Not the accounts, sessions, API
+# Tables a site's tasks read and write: the deployment's own app and the worklists, and the job rows
+# they claim and finish. Not the accounts, sessions, API
 # tokens or site access lists: an agent has no business reading who may log in.
 AGENT_WRITE_APPS = ("deployments", "worklists")
 AGENT_WRITE_TABLES = ("portal_job",)
+# Written, never read: the audit entries of a sync, a completion or a restore (the id is read back
+# by INSERT … RETURNING).
+AGENT_APPEND_TABLES = ("portal_auditentry",)
 AGENT_READ_TABLES = ("django_content_type", "django_migrations")
 
 
@@ -156,6 +159,8 @@ def postgres_sql(slug, password, database):
         lines.append(f'GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE "{table}" TO {role};')
     for table in readable:
         lines.append(f'GRANT SELECT ON TABLE "{table}" TO {role};')
+    for table in AGENT_APPEND_TABLES:
+        lines.append(f'GRANT INSERT, SELECT (id) ON TABLE "{table}" TO {role};')
     # Inserting a row takes the next value of its id's sequence.
     lines.append(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role};")
     return "\n".join(lines) + "\n"
