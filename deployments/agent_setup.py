@@ -119,9 +119,11 @@ def redis_acl_command(slug, password):
 
 
 def redis_aclfile_line(slug, password):
-    """The same user as a line of Redis's ``aclfile`` (which survives a restart)."""
+    """The same user as a line of Redis's ``aclfile`` (which survives a restart). Redis splits
+    those lines on spaces and reads no quotes: the priority lists' separator is written as its
+    two raw bytes, as ``ACL SAVE`` writes it."""
     rules = [r for r in redis_acl_rules(slug, password) if r != "reset"]
-    return " ".join(["user", agent_username(slug), *map(redis_quote, rules)])
+    return " ".join(["user", agent_username(slug), *rules])
 
 
 def agent_tables():

@@ -1,7 +1,9 @@
 """The site agent's broker user, found by experiment and kept honest here: a real Redis 7 with ACL
 users, real Celery workers consuming one queue each, plain and over TLS."""
 
+import hashlib
 import stat
+import subprocess
 
 import pytest
 import redis
@@ -11,9 +13,9 @@ from django.utils import timezone
 from deployments.agent_setup import agent_username
 from deployments.agents import send_heartbeats
 from deployments.models import Deployment
-from tests.conftest import wait_for
+from tests.conftest import require_binary, wait_for
 
-from .conftest import make_certificates
+from .conftest import CentralRedis, make_certificates
 
 
 def _site(slug):
@@ -116,7 +118,35 @@ def test_site_agent_setup_writes_private_files_with_the_agents_credentials(db, t
     for name in ("agent-north.redis", "agent-north.acl"):
         text = (tmp_path / name).read_text()
         assert password not in text
-        assert '"~deployment.north"' in text and "~deployment.south" not in text
+        assert "~deployment.north" in text and "~deployment.south" not in text
     sql = (tmp_path / "agent-north.sql").read_text()
     assert 'GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE "deployments_deployment" TO agent_north;' in sql
     assert "auth_user" not in sql and "django_session" not in sql
+
+
+def test_the_written_acl_lines_are_what_redis_cli_and_the_aclfile_of_a_real_redis_accept(db, tmp_path):
+    """redis-cli reads quoted arguments with \\x escapes; an aclfile is split on spaces and reads
+    none: each file must give Redis the same user."""
+    for slug in ("north", "south"):
+        _site(slug)
+        call_command("site_agent_setup", slug, "--out", str(tmp_path), "--broker-host", "c", "--db-host", "c")
+    central = CentralRedis(tmp_path / "redis")
+    digest = hashlib.sha256(central.admin_password.encode()).hexdigest()
+    (central.folder / "users.acl").write_text(
+        f"user default on #{digest} ~* &* +@all\n" + (tmp_path / "agent-south.acl").read_text()
+    )
+    central.start()
+    try:
+        cli = require_binary("redis-cli", "redis-tools")
+        subprocess.run(
+            [cli, "-h", "127.0.0.1", "-p", str(central.port), "--no-auth-warning", "-a", central.admin_password],
+            input=(tmp_path / "agent-north.redis").read_bytes(), check=True, capture_output=True,
+        )  # fmt: skip
+        admin = central.client()
+        north, south = (admin.acl_getuser(f"agent-{slug}") for slug in ("north", "south"))
+        assert north["keys"] and north["keys"] == [k.replace("south", "north") for k in south["keys"]]
+        assert "~deployment.north\x06\x16*" in north["keys"]  # the priority lists, raw separator
+        assert north["commands"] == south["commands"]
+        assert north["channels"] == south["channels"] == []
+    finally:
+        central.stop()
