@@ -21,9 +21,8 @@ from django.urls import reverse
 
 from deployments.agent_setup import agent_username
 from deployments.agents import reachability, send_heartbeats
-from deployments.models import ConfigRevision, Modality
-from deployments.push import revision_create
-from portal.models import Job
+from deployments.models import ConfigRevision
+from portal.models import AuditEntry, Job
 from tests.conftest import wait_for
 
 from .conftest import CentralRedis
@@ -56,8 +55,8 @@ def _start_orthanc_in(network, site, instance):
 class Sites:
     """The centre and two sites, each with its Orthanc and its agent, on the test's network."""
 
-    def __init__(self, network, orthanc_factory, agent_factory, portal_broker, tmp_path):
-        self.network, self.agent_factory = network, agent_factory
+    def __init__(self, network, orthanc_factory, agent_factory, portal_broker, tmp_path, client):
+        self.network, self.agent_factory, self.client = network, agent_factory, client
         binds = [network.addr[("central", peer)] for peer in ("root", "a", "b")]
         self.central = CentralRedis(tmp_path / "central-redis", bind=binds, prefix=network.prefix("central"))
         self.central.start()
@@ -82,10 +81,21 @@ class Sites:
         self.central.stop()
 
     def change(self, site, aet):
-        """What a staff member's save does: a model change, a pending revision, a queued push."""
+        """A staff member adds a modality on the site's page: the model and its audit entry, a
+        pending revision, and its push queued on the site's queue."""
         deployment = self.deployment[site]
-        Modality.objects.create(deployment=deployment, name=aet, aet=aet, host="127.0.0.1", port=104)
-        return revision_create(deployment, reason=f"add {aet}")
+        before = set(deployment.revisions.values_list("pk", flat=True))
+        response = self.client.post(
+            reverse("deployments:modality_create", args=[deployment.slug]),
+            {"name": aet, "aet": aet, "host": "127.0.0.1", "port": 104, "manufacturer": "Generic",
+             "allow_echo": "on", "timeout": 0, "charset": "ISO_IR 192"},
+        )  # fmt: skip
+        assert response.status_code == 302, response.content.decode()[-2000:]
+        return deployment.revisions.exclude(pk__in=before).get()
+
+    def audited_once(self, site, aet):
+        entries = AuditEntry.objects.filter(deployment_id=self.deployment[site].pk, action=AuditEntry.Action.CREATE)
+        return entries.filter(object_repr__contains=aet).count() == 1
 
     def jobs(self, site):
         return Job.objects.filter(kind=PUSH, queue=self.deployment[site].queue).order_by("pk")
@@ -117,11 +127,11 @@ class Sites:
 
 
 @pytest.fixture
-def sites(network, orthanc_factory, agent_factory, portal_broker, tmp_path, settings):
+def sites(network, orthanc_factory, agent_factory, portal_broker, tmp_path, settings, admin_client):
     # A minute between heartbeats in the field; a second here, unreachable after four.
     settings.AGENT_HEARTBEAT_EVERY = 1
     settings.AGENT_UNREACHABLE_AFTER = timedelta(seconds=4)
-    built = Sites(network, orthanc_factory, agent_factory, portal_broker, tmp_path)
+    built = Sites(network, orthanc_factory, agent_factory, portal_broker, tmp_path, admin_client)
     try:
         yield built
     finally:
@@ -189,6 +199,7 @@ def test_a_cut_off_site_waits_and_shows_unreachable_while_the_other_works_then_a
     )
     rows = _sites_page_rows(admin_client)
     assert "unreachable since" not in rows["b"]
+    assert "has not answered for 4 seconds" in admin_client.get(reverse("sites")).content.decode()
     # Its changes waited: nothing of them reached its Orthanc's folder, its jobs are still queued.
     assert not {"WAIT_ONE", "WAIT_TWO"} & sites.modalities_written("a")
     for revision in waiting:
@@ -200,6 +211,8 @@ def test_a_cut_off_site_waits_and_shows_unreachable_while_the_other_works_then_a
     wait_for(lambda: sites.settled("a"), timeout=120, message="site a's waiting pushes after its link is back")
     _assert_waited_then_applied_once_in_order(sites, "a", [first["a"], *waiting])
     assert {"FIRST_A", "WAIT_ONE", "WAIT_TWO"} <= sites.modalities_written("a")
+    assert all(sites.audited_once("a", aet) for aet in ("FIRST_A", "WAIT_ONE", "WAIT_TWO"))
+    assert sites.audited_once("b", "B_WHILE_A_IS_CUT")
     sites.beat(
         lambda: "unreachable since" not in _sites_page_rows(admin_client)["a"],
         timeout=60,
@@ -237,6 +250,7 @@ def test_the_central_redis_restarted_while_a_site_is_cut_off_loses_none_of_its_w
     wait_for(lambda: sites.settled("a"), timeout=180, message="site a's waiting pushes after its link is back")
     _assert_waited_then_applied_once_in_order(sites, "a", [first["a"], *waiting])
     assert {"FIRST_A", "BEFORE_RESTART", "AFTER_RESTART"} <= sites.modalities_written("a")
+    assert all(sites.audited_once("a", aet) for aet in ("FIRST_A", "BEFORE_RESTART", "AFTER_RESTART"))
     sites.beat(
         lambda: "unreachable since" not in _sites_page_rows(admin_client)["a"],
         timeout=60,
