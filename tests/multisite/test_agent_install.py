@@ -52,11 +52,25 @@ def test_the_systemd_unit_runs_the_agents_worker_command_with_the_env_file_of_it
     assert service["Restart"] == "always"
 
 
-def test_every_name_of_the_generated_env_file_is_read_by_the_settings(db, tmp_path):
+def test_the_generated_env_file_alone_gives_the_production_settings_of_an_agent(db, tmp_path):
     Deployment.objects.create(name="North", slug="north", orthanc_url="http://127.0.0.1:1")
-    call_command("site_agent_setup", "north", "--out", str(tmp_path), "--broker-host", "c", "--db-host", "c")
-    names = set(read_env_file(tmp_path / "agent-north.env"))
-    assert names - settings_env_names() == set()
+    call_command("site_agent_setup", "north", "--out", str(tmp_path), "--broker-host", "c", "--db-host", "c",
+                 "--ca-file", "/etc/orthanc-portal/ca.pem")  # fmt: skip
+    values = read_env_file(tmp_path / "agent-north.env")
+    assert set(values) - settings_env_names() == set()
+    # With nothing but that file (production: DEBUG=0), the settings load as an agent's.
+    probe = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(s.CELERY_BROKER_TRANSPORT_OPTIONS['unacked_key'], s.CELERY_WORKER_ENABLE_REMOTE_CONTROL, "
+        "s.CELERY_BROKER_USE_SSL['ssl_ca_certs'], s.DEBUG)"
+    )
+    env = {"PATH": os.environ["PATH"], "DJANGO_SETTINGS_MODULE": "portal.settings", "PORTAL_VAR_DIR": str(tmp_path)}
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, env={**env, **values}, capture_output=True, text=True, timeout=60
+    )
+    assert loaded.stdout.split() == ["unacked.deployment.north", "False", "/etc/orthanc-portal/ca.pem", "False"], (
+        loaded.stderr[-2000:]
+    )
 
 
 def test_the_agents_healthcheck_is_healthy_while_its_heartbeat_is_recent(transactional_db):
