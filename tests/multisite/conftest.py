@@ -16,14 +16,14 @@ from deployments.agent_setup import AgentSetup, agent_username, redis_acl_rules,
 from tests.conftest import ROOT, free_port, require_binary, test_database_url, wait_for
 
 
-def make_certificates(folder: Path, ip: str) -> dict:
-    """A CA, and a server certificate for ``ip`` signed by it (a day long, made for this test)."""
+def make_certificates(folder: Path, *ips: str) -> dict:
+    """A CA, and a server certificate for ``ips`` signed by it (a day long, made for this test)."""
     openssl = require_binary("openssl", "openssl")
     folder.mkdir(parents=True, exist_ok=True)
     ca_key, ca, key, csr, cert, ext = (
         folder / n for n in ("ca.key", "ca.pem", "redis.key", "redis.csr", "redis.pem", "ext")
     )
-    ext.write_text(f"subjectAltName=IP:{ip}\n")
+    ext.write_text("subjectAltName=" + ",".join(f"IP:{ip}" for ip in ips) + "\n")
 
     def run(*args):
         subprocess.run([openssl, *map(str, args)], check=True, capture_output=True)

@@ -1,5 +1,6 @@
 """Two clinic sites and the centre as a real network of hosts: network namespaces and veth links
-made by the test, the central Redis in one, each site's Orthanc and agent in its own. A site's
+made by the test, the central Redis (TLS, an ACL user per agent) in one, each site's Orthanc and
+agent in its own. A site's
 link is cut: its changes wait and the Sites page says so, the other site goes on; the link comes
 back: what waited applies in order, once. Then the same with the central Redis restarted.
 
@@ -25,7 +26,7 @@ from deployments.models import ConfigRevision
 from portal.models import AuditEntry, Job
 from tests.conftest import wait_for
 
-from .conftest import CentralRedis
+from .conftest import CentralRedis, make_certificates
 
 pytestmark = pytest.mark.orthanc
 
@@ -58,9 +59,13 @@ class Sites:
     def __init__(self, network, orthanc_factory, agent_factory, portal_broker, tmp_path, client):
         self.network, self.agent_factory, self.client = network, agent_factory, client
         binds = [network.addr[("central", peer)] for peer in ("root", "a", "b")]
-        self.central = CentralRedis(tmp_path / "central-redis", bind=binds, prefix=network.prefix("central"))
+        # Everyone reaches the central Redis over TLS, its certificate naming its address on each link.
+        self.certs = make_certificates(tmp_path / "tls", *binds)
+        self.central = CentralRedis(
+            tmp_path / "central-redis", bind=binds, tls=self.certs, prefix=network.prefix("central")
+        )
         self.central.start()
-        portal_broker(self.central.url())
+        portal_broker(self.central.url(), ca_file=self.certs["ca"])
         self.deployment, self.agent, self.setup = {}, {}, {}
         for site in ("a", "b"):
             instance = orthanc_factory(slug=f"site-{site}", start=False)
@@ -75,7 +80,8 @@ class Sites:
         broker = self.central.url(
             agent_username(setup.slug), setup.redis_password, host=self.network.addr[("central", site)]
         )
-        self.agent[site] = self.agent_factory(setup, broker, prefix=self.network.prefix(site))
+        assert broker.startswith("rediss://")
+        self.agent[site] = self.agent_factory(setup, broker, prefix=self.network.prefix(site), ca_file=self.certs["ca"])
 
     def stop(self):
         self.central.stop()
