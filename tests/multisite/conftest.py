@@ -9,6 +9,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import kombu.pools
 import pytest
 import redis
 
@@ -201,21 +202,24 @@ def portal_broker(monkeypatch):
 
     before = (app.conf.broker_url, app.conf.broker_use_ssl)
 
+    def forget_pools():
+        # kombu keeps one pool per broker in a process-wide registry: closing one without clearing
+        # the registry would hand the next test a closed pool.
+        kombu.pools.reset()
+        app._after_fork()
+
     def use(url, ca_file=None):
-        if app._pool is not None:
-            app._pool.force_close_all()
+        forget_pools()
         app.conf.broker_url = url
         monkeypatch.setenv("CELERY_BROKER_URL", url)  # Celery reads it before its own setting
         app.conf.broker_use_ssl = (
             {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_ca_certs": str(ca_file)} if ca_file else None
         )
-        app._after_fork()  # forgets the connection pools made for the previous broker
+        app._after_fork()
 
     yield use
-    if app._pool is not None:
-        app._pool.force_close_all()
+    forget_pools()
     app.conf.broker_url, app.conf.broker_use_ssl = before
-    app._after_fork()
 
 
 class Network:
