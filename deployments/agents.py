@@ -1,20 +1,17 @@
 """Is each site's worker (its agent) there? A heartbeat task on the site's own queue.
 
-Every minute the central beat sends ``deployments.agent_heartbeat`` to each site's queue; the worker
+Every minute (``AGENT_HEARTBEAT_EVERY`` seconds) the central beat sends ``deployments.agent_heartbeat`` to each site's queue; the worker
 next to that site's Orthanc runs it and records when. A site whose worker has not answered for
-``UNREACHABLE_AFTER`` is shown as "unreachable since" its last answer: its changes wait in its queue.
-Heartbeats expire unrun after two minutes, so a site back after a day runs one, not 1,440.
+``AGENT_UNREACHABLE_AFTER`` is shown as "unreachable since" its last answer: its changes wait in its queue.
+Heartbeats expire unrun after two periods, so a site back after a day runs one, not 1,440.
 """
 
 import socket
-from datetime import timedelta
 
+from django.conf import settings
 from django.utils import timezone
 
 from .models import Deployment
-
-EVERY = 60
-UNREACHABLE_AFTER = timedelta(seconds=3 * EVERY)
 
 
 def heartbeat(deployment_id):
@@ -27,7 +24,9 @@ def send_heartbeats():
     from .tasks import agent_heartbeat_task
 
     for pk, slug in Deployment.objects.values_list("pk", "slug"):
-        agent_heartbeat_task.apply_async((pk,), queue=Deployment(slug=slug).queue, expires=2 * EVERY)
+        agent_heartbeat_task.apply_async(
+            (pk,), queue=Deployment(slug=slug).queue, expires=2 * settings.AGENT_HEARTBEAT_EVERY
+        )
 
 
 def reachability(deployment, now=None):
@@ -36,6 +35,6 @@ def reachability(deployment, now=None):
     seen = deployment.agent_seen_at
     if seen is None:
         return "never seen", None
-    if now - seen > UNREACHABLE_AFTER:
+    if now - seen > settings.AGENT_UNREACHABLE_AFTER:
         return "unreachable", seen
     return "reachable", seen

@@ -2,13 +2,14 @@
 
 import json
 
+from django.conf import settings
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 # name → (task, every seconds, kwargs)
 PERIODIC = {
     "Re-send queued jobs that never ran": ("portal.jobs_reconcile", 60, {}),
     "Check every Orthanc": ("deployments.check_all", 60, {}),
-    "Ask each site's worker whether it is there": ("deployments.agent_heartbeats", 60, {}),
+    "Ask each site's worker whether it is there": ("deployments.agent_heartbeats", settings.AGENT_HEARTBEAT_EVERY, {}),
     "Remove expired Orthanc accounts": ("deployments.expire_users", 3600, {}),
     "Forget Orthanc logins typed for a first push that never ran": ("deployments.forget_push_logins", 60, {}),
     "Sync every worklist folder": ("worklists.sync_all", 60, {}),

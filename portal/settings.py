@@ -255,6 +255,35 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "interval_step": 0.2,
     "interval_max": 0.2,
 }
+# TLS to a central Redis (rediss://): the CA that signed its certificate (deployments/agent_setup.py).
+CELERY_BROKER_SSL_CA = env.str("CELERY_BROKER_SSL_CA", default="")
+if CELERY_BROKER_SSL_CA or CELERY_BROKER_URL.startswith("rediss://"):
+    import ssl
+
+    CELERY_BROKER_USE_SSL = {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_ca_certs": CELERY_BROKER_SSL_CA or None}
+# A site agent (deployments/agent_setup.py) consumes one queue with a Redis user that may touch only
+# that queue's keys: its unacknowledged messages go to keys of its own, and it answers no broadcast
+# (remote control, events) since it may not read the shared channels.
+PORTAL_AGENT_QUEUE = env.str("PORTAL_AGENT_QUEUE", default="")
+if PORTAL_AGENT_QUEUE:
+    CELERY_BROKER_TRANSPORT_OPTIONS.update(
+        unacked_key=f"unacked.{PORTAL_AGENT_QUEUE}",
+        unacked_index_key=f"unacked_index.{PORTAL_AGENT_QUEUE}",
+        unacked_mutex_key=f"unacked_mutex.{PORTAL_AGENT_QUEUE}",
+        # An agent waits for its link for as long as it is cut, rather than giving up after one try.
+        max_retries=None,
+        # A cut link or a restarted central Redis leaves a half-open connection that no packet
+        # will ever close: these make the agent notice it, drop it and connect again (kombu checks
+        # its waiting BRPOP every health_check_interval; without a socket timeout a synchronous
+        # command such as an acknowledgement would wait on it forever).
+        socket_timeout=env.int("AGENT_BROKER_SOCKET_TIMEOUT", default=15),
+        socket_keepalive=True,
+        health_check_interval=env.int("AGENT_BROKER_HEALTH_CHECK", default=10),
+    )
+    # A site's link may be cut for hours: its agent keeps trying to reach the central Redis.
+    CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+    CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
+    CELERY_WORKER_SEND_TASK_EVENTS = False
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = "portal"
@@ -264,6 +293,10 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # taken as lost (their worker died) and retried.
 JOB_RESEND_AFTER = timedelta(seconds=env.int("JOB_RESEND_AFTER_SECONDS", default=60))
 JOB_LOST_AFTER = timedelta(seconds=CELERY_TASK_TIME_LIMIT + 60)
+# How often beat asks each site's agent for a heartbeat, and after how long without one the Sites
+# page says "unreachable since" (deployments/agents.py).
+AGENT_HEARTBEAT_EVERY = env.int("AGENT_HEARTBEAT_EVERY", default=60)
+AGENT_UNREACHABLE_AFTER = timedelta(seconds=env.int("AGENT_UNREACHABLE_AFTER", default=3 * AGENT_HEARTBEAT_EVERY))
 
 # Orthanc binaries used by the local service control and the test harness.
 ORTHANC_BINARY = env.str("ORTHANC_BINARY", default="/usr/sbin/Orthanc")

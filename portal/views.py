@@ -1,6 +1,7 @@
 import secrets
 
 from axes.utils import reset as axes_reset
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.models import User
 from django.core.paginator import Paginator
@@ -49,7 +50,14 @@ def sites_overview(request):
     if sort.removeprefix("-") not in overview.SORTS:
         sort = overview.DEFAULT_SORT  # an unknown column sorts by name rather than failing
     rows = overview.site_rows(request.user, sort)
-    return render(request, "portal/sites.html", {"rows": rows, "sort": sort, "columns": SITE_COLUMNS})
+    seconds = int(settings.AGENT_UNREACHABLE_AFTER.total_seconds())
+    minutes = seconds // 60
+    unreachable_after = f"{minutes} minute{'s' * (minutes != 1)}" if seconds % 60 == 0 else f"{seconds} seconds"
+    return render(
+        request,
+        "portal/sites.html",
+        {"rows": rows, "sort": sort, "columns": SITE_COLUMNS, "unreachable_after": unreachable_after},
+    )
 
 
 SITE_COLUMNS = [

@@ -1,0 +1,225 @@
+"""What a site agent needs from the centre: a Redis user limited to its own queue, a PostgreSQL
+role limited to the tables its tasks use, and the environment file the agent runs with.
+
+A site agent is a Celery worker consuming only ``deployment.<slug>``, next to that site's Orthanc
+(DESIGN.md). Pure functions build the rules; ``manage.py site_agent_setup`` writes them (0600).
+
+The Redis rules were found by running a real worker against a Redis 7 whose user could do nothing
+and reading ``ACL LOG`` until the worker consumed, acknowledged and restored messages without a
+denial (tests/multisite/test_agent_setup.py keeps them honest). A kombu consumer of one queue
+touches the queue's list (and its priority lists, ``<queue>\\x06\\x16<n>``), the queue's binding set
+``_kombu.binding.<queue>``, and with late acknowledgement the unacked hash, index and mutex, which
+``PORTAL_AGENT_QUEUE`` makes the agent's own (portal/settings.py). Remote control, events, gossip
+and mingle are off for agents, so it needs no channel at all.
+"""
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from portal.celery import deployment_queue
+
+# kombu's separator of a queue's priority lists: "<queue>\x06\x16<priority>".
+PRIORITY_SEP = "\x06\x16"
+
+# What a consumer of one queue sends (found by experiment, see the module's docstring).
+AGENT_COMMANDS = [
+    "ping",
+    "client|setname",
+    "brpop",
+    "lpush",
+    "rpush",
+    "llen",
+    "sadd",
+    "smembers",
+    "hset",
+    "hget",
+    "hdel",
+    "zadd",
+    "zrem",
+    "zrevrangebyscore",
+    "zrange",
+    "set",
+    "get",
+    "del",
+    "multi",
+    "exec",
+    "discard",
+    "watch",
+    "unwatch",
+    # redis-py's lock (kombu's unacked mutex) releases itself with a Lua script.
+    "evalsha",
+    "eval",
+    "script|load",
+]
+
+# Tables a site's tasks read and write: the deployment's own app and the worklists, and the job rows
+# they claim and finish. Not the accounts, sessions, API
+# tokens or site access lists: an agent has no business reading who may log in.
+AGENT_WRITE_APPS = ("deployments", "worklists")
+AGENT_WRITE_TABLES = ("portal_job",)
+# Written, never read: the audit entries of a sync, a completion or a restore (the id is read back
+# by INSERT … RETURNING).
+AGENT_APPEND_TABLES = ("portal_auditentry",)
+AGENT_READ_TABLES = ("django_content_type", "django_migrations")
+
+
+def agent_username(slug):
+    return f"agent-{slug}"
+
+
+def agent_role(slug):
+    # A PostgreSQL identifier without quoting: letters, digits and underscores.
+    return "agent_" + re.sub(r"[^a-z0-9_]", "_", slug.lower())
+
+
+def agent_keys(slug):
+    """The Redis keys one agent may touch, as ACL key patterns (glob: the priority lists)."""
+    queue = deployment_queue(slug)
+    return [
+        queue,
+        glob_escape(queue + PRIORITY_SEP) + "*",
+        f"_kombu.binding.{queue}",
+        f"_kombu.binding_permanent.{queue}",
+        f"unacked.{queue}",
+        f"unacked_index.{queue}",
+        f"unacked_mutex.{queue}",
+    ]
+
+
+def glob_escape(text):
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
+
+
+def redis_acl_rules(slug, password):
+    """The arguments of ``ACL SETUSER agent-<slug> …``: only the password's SHA-256 appears."""
+    digest = hashlib.sha256(password.encode()).hexdigest()
+    keys = [f"~{key}" for key in agent_keys(slug)]
+    return ["reset", "on", f"#{digest}", "resetchannels", *keys, "-@all", *(f"+{c}" for c in AGENT_COMMANDS)]
+
+
+def redis_quote(arg):
+    """One argument as redis-cli and an ACL file read it (double quotes, \\xHH for control bytes)."""
+    out = []
+    for ch in arg:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ord(ch) < 32 or ord(ch) == 127:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def redis_acl_command(slug, password):
+    """One line for ``redis-cli`` on the central Redis."""
+    return " ".join(["ACL", "SETUSER", agent_username(slug), *map(redis_quote, redis_acl_rules(slug, password))])
+
+
+def redis_aclfile_line(slug, password):
+    """The same user as a line of Redis's ``aclfile`` (which survives a restart). Redis splits
+    those lines on spaces and reads no quotes: the priority lists' separator is written as its
+    two raw bytes, as ``ACL SAVE`` writes it."""
+    rules = [r for r in redis_acl_rules(slug, password) if r != "reset"]
+    return " ".join(["user", agent_username(slug), *rules])
+
+
+def agent_tables():
+    """(writable tables, read-only tables) of the agent's role, from the installed models."""
+    from django.apps import apps
+
+    writable = set(AGENT_WRITE_TABLES)
+    for label in AGENT_WRITE_APPS:
+        for model in apps.get_app_config(label).get_models(include_auto_created=True):
+            if not model._meta.proxy and model._meta.managed:
+                writable.add(model._meta.db_table)
+    return sorted(writable), sorted(AGENT_READ_TABLES)
+
+
+def postgres_sql(slug, password, database):
+    """The role of the site's agent: SELECT, INSERT, UPDATE, DELETE on the tables its tasks use.
+
+    Not limited to the site's rows: every site's agent can read the other sites' deployment rows
+    (row-level security on every table is not done yet, README "Site agent")."""
+    role = agent_role(slug)
+    writable, readable = agent_tables()
+    pw = password.replace("'", "''")
+    lines = [
+        f"-- The PostgreSQL role of the site agent of {slug} (manage.py site_agent_setup).",
+        "DO $$ BEGIN",
+        # A script for psql, never run here; the role is [a-z0-9_] only (agent_role).
+        f"  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN CREATE ROLE {role}; END IF;",  # nosec B608
+        "END $$;",
+        f"ALTER ROLE {role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '{pw}';",
+        f'GRANT CONNECT ON DATABASE "{database}" TO {role};',
+        f"GRANT USAGE ON SCHEMA public TO {role};",
+        f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role};",
+    ]
+    for table in writable:
+        lines.append(f'GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE "{table}" TO {role};')
+    for table in readable:
+        lines.append(f'GRANT SELECT ON TABLE "{table}" TO {role};')
+    for table in AGENT_APPEND_TABLES:
+        lines.append(f'GRANT INSERT, SELECT (id) ON TABLE "{table}" TO {role};')
+    # Inserting a row takes the next value of its id's sequence.
+    lines.append(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role};")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class AgentSetup:
+    slug: str
+    redis_password: str
+    db_password: str
+
+    @classmethod
+    def new(cls, slug):
+        return cls(slug, secrets.token_urlsafe(32), secrets.token_urlsafe(32))
+
+    @property
+    def queue(self):
+        return deployment_queue(self.slug)
+
+    def broker_url(self, host, port=6379, db=0, tls=False):
+        scheme = "rediss" if tls else "redis"
+        return f"{scheme}://{quote(agent_username(self.slug))}:{quote(self.redis_password)}@{host}:{port}/{db}"
+
+    def database_url(self, host, port=5432, name="portal"):
+        return f"postgres://{agent_role(self.slug)}:{quote(self.db_password)}@{host}:{port}/{name}"
+
+    def env_file(self, *, broker_url, database_url, ca_file="", field_encryption_key="", secret_key=""):
+        lines = [
+            f"# The site agent of {self.slug}: a Celery worker of {self.queue} only (manage.py site_agent_setup).",
+            "# Mode 0600: it holds the agent's Redis and PostgreSQL passwords.",
+            "DEBUG=0",
+            f"PORTAL_AGENT_QUEUE={self.queue}",
+            f"CELERY_BROKER_URL={broker_url}",
+        ]
+        if ca_file:
+            lines.append(f"CELERY_BROKER_SSL_CA={ca_file}")
+        lines.append(f"DATABASE_URL={database_url}")
+        lines.append(f"SECRET_KEY={secret_key or secrets.token_urlsafe(50)}")
+        # The agent decrypts its Orthanc's passwords (deployments' encrypted fields) with this key.
+        lines.append(f"FIELD_ENCRYPTION_KEY={field_encryption_key}")
+        return "\n".join(lines) + "\n"
+
+
+def worker_command(queue, concurrency=1):
+    """The agent's worker: its queue only, no broadcast it could not read anyway."""
+    return [
+        "celery",
+        "-A",
+        "portal",
+        "worker",
+        "-Q",
+        queue,
+        "--concurrency",
+        str(concurrency),
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        "-l",
+        "info",
+    ]

@@ -1,0 +1,362 @@
+"""Parts of the many-sites tests: a central Redis of our own (with ACL users, optionally TLS), a
+throwaway CA made with openssl, and site agents (real Celery workers of one queue)."""
+
+import hashlib
+import os
+import ssl
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import kombu.pools
+import pytest
+import redis
+
+from deployments.agent_setup import AgentSetup, agent_username, redis_acl_rules, worker_command
+from tests.conftest import ROOT, free_port, require_binary, test_database_url, wait_for
+
+
+def make_certificates(folder: Path, *ips: str) -> dict:
+    """A CA, and a server certificate for ``ips`` signed by it (a day long, made for this test)."""
+    openssl = require_binary("openssl", "openssl")
+    folder.mkdir(parents=True, exist_ok=True)
+    ca_key, ca, key, csr, cert, ext = (
+        folder / n for n in ("ca.key", "ca.pem", "redis.key", "redis.csr", "redis.pem", "ext")
+    )
+    ext.write_text("subjectAltName=" + ",".join(f"IP:{ip}" for ip in ips) + "\n")
+
+    def run(*args):
+        subprocess.run([openssl, *map(str, args)], check=True, capture_output=True)
+
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        ca_key,
+        "-out",
+        ca,
+        "-days",
+        "1",
+        "-subj",
+        "/CN=portal test CA",
+    )
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=central redis")
+    run(
+        "x509",
+        "-req",
+        "-in",
+        csr,
+        "-CA",
+        ca,
+        "-CAkey",
+        ca_key,
+        "-CAcreateserial",
+        "-out",
+        cert,
+        "-days",
+        "1",
+        "-extfile",
+        ext,
+    )
+    return {"ca": ca, "cert": cert, "key": key}
+
+
+class CentralRedis:
+    """A redis-server of the test's own: its default user keeps every right (the portal's side),
+    each site's agent gets an ACL user. ``prefix`` runs it elsewhere (``ip netns exec central``)."""
+
+    def __init__(self, folder: Path, bind=("127.0.0.1",), tls=None, prefix=()):
+        self.binary = require_binary("redis-server", "redis-server")
+        self.folder, self.binds, self.tls, self.prefix = folder, list(bind), tls, list(prefix)
+        self.bind = self.binds[0]  # where this test process (the portal's side) reaches it
+        # The portal's own (default) user has a password, as in docker-compose.yml: Redis then
+        # also accepts connections from outside its loopback.
+        self.admin_password = uuid.uuid4().hex
+        self.port = free_port()
+        self.proc = None
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def command(self):
+        # Append-only with an fsync per write: the sites' waiting messages survive a restart.
+        args = [self.binary, "--bind", *self.binds, "--dir", str(self.folder), "--save", "", "--appendonly", "yes"]
+        args += ["--appendfsync", "always", "--aclfile", str(self.folder / "users.acl")]
+        if self.tls:
+            args += ["--port", "0", "--tls-port", str(self.port), "--tls-auth-clients", "no"]
+            args += ["--tls-cert-file", str(self.tls["cert"]), "--tls-key-file", str(self.tls["key"])]
+            args += ["--tls-ca-cert-file", str(self.tls["ca"])]
+        else:
+            args += ["--port", str(self.port)]
+        return self.prefix + args
+
+    def start(self):
+        acl = self.folder / "users.acl"
+        if not acl.exists():
+            digest = hashlib.sha256(self.admin_password.encode()).hexdigest()
+            acl.write_text(f"user default on #{digest} ~* &* +@all\n")
+        self.log = open(self.folder / "redis.log", "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(self.command(), stdout=self.log, stderr=subprocess.STDOUT)
+        wait_for(self.ping, timeout=15, message=f"redis-server on {self.bind}:{self.port}")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()  # SIGTERM: Redis flushes its append-only file and exits
+            self.proc.wait(15)
+        if self.proc:
+            self.log.close()
+
+    def url(self, user="", password="", host=None):
+        auth = f"{user}:{password}@" if user else f":{self.admin_password}@"
+        return f"{'rediss' if self.tls else 'redis'}://{auth}{host or self.bind}:{self.port}/0"
+
+    def client(self, user="", password="", host=None):
+        extra = {"ssl_ca_certs": str(self.tls["ca"]), "ssl_cert_reqs": ssl.CERT_REQUIRED} if self.tls else {}
+        return redis.Redis.from_url(self.url(user, password, host), socket_connect_timeout=1, **extra)
+
+    def ping(self):
+        try:
+            return self.client().ping()
+        except redis.RedisError:
+            return False
+
+    def add_agent(self, slug) -> AgentSetup:
+        """The agent's ACL user, as manage.py site_agent_setup makes it, kept in the aclfile."""
+        setup = AgentSetup.new(slug)
+        client = self.client()
+        client.execute_command("ACL", "SETUSER", agent_username(slug), *redis_acl_rules(slug, setup.redis_password))
+        client.execute_command("ACL", "SAVE")
+        return setup
+
+
+@pytest.fixture
+def central_redis_factory(tmp_path):
+    started = []
+
+    def make(**kwargs):
+        server = CentralRedis(tmp_path / f"redis-{len(started)}", **kwargs)
+        server.start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+class Agent:
+    def __init__(self, proc, log: Path):
+        self.proc, self.log = proc, log
+
+    def output(self):
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture
+def agent_factory(transactional_db, tmp_path):
+    """Site agents: `celery worker -Q deployment.<slug>` with the agent's environment, started
+    with a prefix (``ip netns exec site-a``) where the test puts the site elsewhere."""
+    agents = []
+
+    def start(setup: AgentSetup, broker_url, prefix=(), ca_file="", env=None):
+        log = tmp_path / f"agent-{setup.slug}-{uuid.uuid4().hex[:6]}.log"
+        environ = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "portal.settings",
+            "DEBUG": "1",
+            "DATABASE_URL": test_database_url(),
+            "PORTAL_AGENT_QUEUE": setup.queue,
+            "CELERY_BROKER_URL": broker_url,
+            "CELERY_BROKER_SSL_CA": str(ca_file),
+            **(env or {}),
+        }
+        command = worker_command(setup.queue)
+        command = [*prefix, sys.executable, "-m", *command, "-n", f"agent-{setup.slug}-{uuid.uuid4().hex[:6]}@site"]
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(command, cwd=ROOT, env=environ, stdout=out, stderr=subprocess.STDOUT)
+        agent = Agent(proc, log)
+        agents.append(agent)
+        wait_for(lambda: "ready." in agent.output() or proc.poll() is not None, timeout=30, message="site agent")
+        if proc.poll() is not None:
+            pytest.fail(f"the site agent exited:\n{agent.output()[-3000:]}", pytrace=False)
+        return agent
+
+    yield start
+    for agent in agents:
+        if agent.proc.poll() is None:
+            agent.proc.terminate()
+            try:
+                agent.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                agent.proc.kill()
+                agent.proc.wait(10)
+
+
+@pytest.fixture
+def portal_broker(monkeypatch):
+    """Points the portal's own Celery app (this test process: the web app and beat) at a central
+    Redis of the test's, and back afterwards."""
+    from portal.celery import app
+
+    before = (app.conf.broker_url, app.conf.broker_use_ssl)
+
+    def forget_pools():
+        # kombu keeps one pool per broker in a process-wide registry: closing one without clearing
+        # the registry would hand the next test a closed pool.
+        kombu.pools.reset()
+        app._after_fork()
+
+    def use(url, ca_file=None):
+        forget_pools()
+        app.conf.broker_url = url
+        monkeypatch.setenv("CELERY_BROKER_URL", url)  # Celery reads it before its own setting
+        app.conf.broker_use_ssl = (
+            {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_ca_certs": str(ca_file)} if ca_file else None
+        )
+        app._after_fork()
+
+    yield use
+    forget_pools()
+    app.conf.broker_url, app.conf.broker_use_ssl = before
+
+
+class Network:
+    """Network namespaces joined by veth links, all made by this test and removed after it:
+
+        root (this process: the portal's web and beat) ── central (Redis) ──┬── site a (Orthanc, agent)
+                                                                            └── site b (Orthanc, agent)
+
+    Each link is its own /30 of a 10.x.y.0/28 not otherwise used on this machine; nothing routes
+    between links, so each site speaks only to the central namespace."""
+
+    def __init__(self):
+        self.ip = require_binary("ip", "iproute2")
+        self.tag = uuid.uuid4().hex[:6]
+        self.namespaces, self.root_links = [], []
+        self.net = self._free_net()
+        self.ns = {name: f"pt{self.tag}{name[0]}" for name in ("central", "a", "b")}
+        self.veth = {}  # (from, to) → interface name in "from"
+        self.addr = {}  # (from, to) → address of "from" on that link
+
+    def _free_net(self):
+        used = subprocess.run([self.ip, "-4", "-o", "addr"], capture_output=True, text=True, check=True).stdout
+        for _ in range(100):
+            x, y = uuid.uuid4().bytes[:2]
+            net = f"10.{200 + x % 50}.{y}"
+            if f" {net}." not in used:
+                return net
+        pytest.fail("no free 10.x.y.0/28 for the test's links")
+
+    def run(self, *args, ns=None):
+        prefix = [self.ip, "netns", "exec", self.ns[ns]] if ns else []
+        subprocess.run([*prefix, self.ip, *args], check=True, capture_output=True)
+
+    def prefix(self, name):
+        return [self.ip, "netns", "exec", self.ns[name]]
+
+    def build(self):
+        for name in ("central", "a", "b"):
+            self.run("netns", "add", self.ns[name])
+            self.namespaces.append(self.ns[name])
+            self.run("link", "set", "lo", "up", ns=name)
+        self._link("root", "central", 0)
+        self._link("central", "a", 4)
+        self._link("central", "b", 8)
+
+    def _link(self, left, right, base):
+        a, b = f"v{self.tag}{left[0]}{right[0]}", f"v{self.tag}{right[0]}{left[0]}"
+        self.run("link", "add", a, "type", "veth", "peer", "name", b)
+        if left == "root":
+            self.root_links.append(a)
+        else:
+            self.run("link", "set", a, "netns", self.ns[left])
+        self.run("link", "set", b, "netns", self.ns[right])
+        for end, name, host in ((left, a, base + 1), (right, b, base + 2)):
+            ns = None if end == "root" else end
+            self.run("addr", "add", f"{self.net}.{host}/30", "dev", name, ns=ns)
+            self.run("link", "set", name, "up", ns=ns)
+            self.veth[(end, right if end == left else left)] = name
+            self.addr[(end, right if end == left else left)] = f"{self.net}.{host}"
+
+    def cut(self, site):
+        """The site's line goes dark at the central end (as a failed uplink would)."""
+        self.run("link", "set", self.veth[("central", site)], "down", ns="central")
+
+    def restore(self, site):
+        self.run("link", "set", self.veth[("central", site)], "up", ns="central")
+
+    def remove(self):
+        for ns in self.namespaces:
+            # Processes the test started there should be gone already; end any left by their pid.
+            pids = subprocess.run([self.ip, "netns", "pids", ns], capture_output=True, text=True).stdout.split()
+            for pid in pids:
+                try:
+                    os.kill(int(pid), 9)
+                except ProcessLookupError:
+                    pass
+            subprocess.run([self.ip, "netns", "del", ns], capture_output=True)
+        for link in self.root_links:  # gone with its peer's namespace; this is in case it was not
+            subprocess.run([self.ip, "link", "del", link], capture_output=True)
+
+
+@pytest.fixture
+def network():
+    if os.geteuid() != 0:
+        pytest.fail("the many-sites tests build network namespaces: run them as root", pytrace=False)
+    net = Network()
+    try:
+        net.build()
+        yield net
+    finally:
+        net.remove()
+
+
+@pytest.fixture
+def postgres_cluster(tmp_path):
+    """A throwaway PostgreSQL cluster on a free loopback port, run as the postgres user; its
+    superuser ``portal`` is the central portal's own role."""
+    import glob
+    import pwd
+    import secrets
+    import shutil
+    import signal
+    import tempfile
+    import time
+
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
+    if not bins:
+        pytest.fail("PostgreSQL is missing: apt-get install postgresql (make system-packages-test)", pytrace=False)
+    bindir = Path(bins[-1]).parent
+    owner = pwd.getpwnam("postgres")
+    base = Path(tempfile.mkdtemp(prefix="portal-test-agent-pg-"))
+    os.chown(base, owner.pw_uid, owner.pw_gid)
+    password = secrets.token_urlsafe(16)
+    (base / "pw").write_text(password)
+    os.chown(base / "pw", owner.pw_uid, owner.pw_gid)
+    as_pg = {"user": owner.pw_uid, "group": owner.pw_gid}
+    subprocess.run(
+        [bindir / "initdb", "-D", base / "data", "-U", "portal", "--auth=scram-sha-256", f"--pwfile={base / 'pw'}"],
+        check=True, capture_output=True, **as_pg,
+    )  # fmt: skip
+    port = free_port()
+    log = open(base / "log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [bindir / "postgres", "-D", base / "data", "-p", str(port), "-k", base, "-c", "listen_addresses=127.0.0.1"],
+        stdout=log, stderr=log, **as_pg,
+    )  # fmt: skip
+    try:
+        env = {**os.environ, "PGPASSWORD": password}
+        deadline = time.monotonic() + 20
+        while subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1", "-p", str(port)], check=False).returncode:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"PostgreSQL did not start:\n{(base / 'log').read_text()}", pytrace=False)
+            time.sleep(0.2)
+        subprocess.run(["createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "portal", "portal"], env=env, check=True)
+        yield {"port": port, "password": password, "url": f"postgres://portal:{password}@127.0.0.1:{port}/portal"}
+    finally:
+        proc.send_signal(signal.SIGINT)  # fast shutdown
+        proc.wait(20)
+        log.close()
+        shutil.rmtree(base, ignore_errors=True)
