@@ -456,20 +456,33 @@ def orthanc_answers(ctx):
         return False
 
 
+def synced_since(ctx, moment):
+    from worklists.models import WorklistState
+
+    return WorklistState.objects.filter(deployment=ctx.deployment, last_sync_at__gt=moment).exists()
+
+
 def recover(ctx, started):
     """Bring back what a supervisor would (the worker, Orthanc) and run the reconciler, as beat
     does every minute, until nothing is pending. Returns the seconds it took."""
+    from django.utils import timezone
+
     from portal import jobs
     from worklists.tasks import send_sync
 
     deadline = started + RECOVER_TIMEOUT
-    down_since = None
+    fault_ended = timezone.now()
+    down_since, next_sync = None, 0
     while time.monotonic() < deadline:
         if not ctx.worker.alive():
             ctx.worker.start()  # systemd's Restart=always
         db_retry(jobs.jobs_reconcile)
-        db_retry(lambda: send_sync(ctx.deployment.pk, ctx.deployment.queue, full=True))
-        busy = db_retry(pending_counts)
+        if time.monotonic() >= next_sync:  # the minute's full sync, every 2 s here
+            db_retry(lambda: send_sync(ctx.deployment.pk, ctx.deployment.queue, full=True))
+            next_sync = time.monotonic() + 2
+        # Entries that failed (the disk was full) are tried by every full sync: one must have run
+        # since the fault ended before the round is judged.
+        busy = db_retry(pending_counts) + (not db_retry(lambda: synced_since(ctx, fault_ended)))
         up = orthanc_answers(ctx)
         if not up and not busy:
             # Down with no push under way to start it: the supervisor starts it (after a second
@@ -633,10 +646,10 @@ def kill_worker_in_sync(ctx):
     from worklists.models import WorklistEntry
 
     ids = save_entries(ctx, new=5, cancel=2)
+    uuids = {str(u) for u in WorklistEntry.objects.filter(pk__in=ids).values_list("uuid", flat=True)}
+    folder = ctx.deployment.worklist_folder
     # The pause after writing (0.3 s) holds the sync between its files and its record.
-    wait(lambda: any(n.endswith(".wl") and n.startswith(".portal-") or n.endswith(".wl") for n in os.listdir(
-        ctx.deployment.worklist_folder)) and WorklistEntry.objects.filter(pk__in=ids, needs_sync=True).exists(),
-        20, 0.01, "the sync to write")  # fmt: skip
+    wait(lambda: any(name[7:43] in uuids for name in os.listdir(folder)), 20, 0.01, "the sync to write")
     time.sleep(random.uniform(0, 0.35))
     ctx.worker.kill()
     return ids
