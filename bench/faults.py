@@ -842,7 +842,9 @@ def run_round(ctx, name, tally):
         ids = []
     recovered = recover(ctx, started)
     tally.longest = max(tally.longest, recovered)
-    touched = set(ids) | (set(db_retry(lambda: list(WorklistEntry.objects.values_list("pk", flat=True)))) - entries_before)
+    touched = set(ids) | (
+        set(db_retry(lambda: list(WorklistEntry.objects.values_list("pk", flat=True)))) - entries_before
+    )
     db_retry(lambda: classify(ctx, tally, before, touched))
     db_retry(lambda: check_done_twice(ctx, tally))
     db_retry(lambda: check_files(ctx, tally))
@@ -865,7 +867,7 @@ def main():
     if os.geteuid() != 0:
         raise SystemExit("the fault battery runs as root (it mounts a tmpfs, runs PostgreSQL as postgres)")
     work = Path(tempfile.mkdtemp(prefix="bench-faults-"))
-    os.chmod(work, 0o755)  # the postgres user reaches its folder inside
+    os.chmod(work, 0o755)  # noqa: S103 - the postgres user must reach its own folder inside
     ctx = Context(work)
     results = {}
     t0 = time.monotonic()
