@@ -32,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -44,8 +45,8 @@ ONLY = [n for n in os.environ.get("FAULT_ONLY", "").split(",") if n]
 RECOVER_TIMEOUT = float(os.environ.get("FAULT_RECOVER_TIMEOUT", 90))
 # The reconciler's thresholds, shortened so that a round takes seconds (production: 60 s and the
 # task time limit + 60 s). A job revived while its worker still runs it is claimed once anyway.
-RESEND_AFTER = timedelta(seconds=3)
-LOST_AFTER = timedelta(seconds=6)
+RESEND_AFTER = timedelta(seconds=2)
+LOST_AFTER = timedelta(seconds=4)
 random.seed(int(os.environ.get("FAULT_SEED", 13)))
 
 
@@ -238,6 +239,7 @@ class Tally:
     bad_files: int = 0
     longest: float = 0.0
     problems: list = field(default_factory=list)
+    reasons: Counter = field(default_factory=Counter)  # the reasons given by failed intents
 
 
 class Context:
@@ -514,12 +516,16 @@ def classify(ctx, tally, marks, entry_ids):
     for j in Job.objects.filter(pk__gt=job_mark):
         done = j.state == "succeeded"
         rows.append(("job", j.pk, done, j.state == "failed" and bool(j.message), (j.state, j.finished_at)))
+        reason = j.message if j.state == "failed" else ""
+        tally.reasons[f"job: {reason[:90]}"] += bool(reason)
     for r in ConfigRevision.objects.filter(pk__gt=rev_mark):
         done = r.state in ("applied", "superseded")  # superseded: a newer save carried it
         rows.append(("revision", r.pk, done, r.state == "failed" and bool(r.error), (r.state, r.finished_at)))
+        tally.reasons[f"revision: {r.error[:90]}"] += r.state == "failed" and bool(r.error)
     for b in BackupRun.objects.filter(pk__gt=run_mark):
         done = b.state == "succeeded"
         rows.append(("backup", b.pk, done, b.state == "failed" and bool(b.error), (b.state, b.finished_at)))
+        tally.reasons[f"backup run: {b.error[:90]}"] += b.state == "failed" and bool(b.error)
     for e in WorklistEntry.objects.filter(pk__in=entry_ids):
         # Not dirty: its file is written, removed, or was never due (cancelled before any sync).
         done = not e.needs_sync
@@ -736,7 +742,8 @@ def orthanc_slow(ctx):
     try:
         save_config(ctx, "Orthanc slow")
         save_check(ctx)
-        wait(lambda: pending_counts() == 0, 60, 0.2, "the slow round's work")
+        # Slow for the push and the check, or 15 s at most; then it answers at full speed again.
+        wait(lambda: pending_counts() == 0, 15, 0.2, "the slow round's work")
     except TimeoutError:
         pass  # recovery decides
     finally:
@@ -901,6 +908,10 @@ def main():
         teardown(ctx)
     print(table(results))
     print(f"total {time.monotonic() - t0:.0f} s")
+    print("Reasons given by the failed intents (the most frequent of each fault):")
+    for name, t in results.items():
+        for reason, count in [(r, c) for r, c in t.reasons.most_common() if c][:3]:
+            print(f"  {name}: {count} x {' '.join(reason.split())}")
     problems = [f"{n}: {p}" for n, t in results.items() for p in t.problems]
     for line in problems[:50]:
         print("  " + line)
