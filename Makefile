@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export DEBUG ?= 1
 
-.PHONY: run test lint bench mutation system-packages system-packages-test venv
+.PHONY: run test lint bench faults mutation system-packages system-packages-test venv
 
 run: system-packages venv var/portal.env
 	$(PY) manage.py migrate --noinput
@@ -22,6 +22,10 @@ lint: venv
 
 bench: system-packages-test venv
 	$(PY) bench/run.py
+
+# The fault battery (bench/faults.py): FAULT_ROUNDS rounds of each fault against real parts, as root.
+faults: system-packages-test venv
+	PYTHONPATH=. FAULT_ROUNDS=$${FAULT_ROUNDS:-100} $(PY) bench/faults.py
 
 # Mutation testing of the modules that decide access and what the machines are told (tests/mutation/).
 mutation: system-packages-test venv $(VENV)/.mutation-installed

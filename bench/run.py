@@ -11,6 +11,8 @@ HERE = Path(__file__).resolve().parent
 def main():
     names = sys.argv[1:] or sorted(p.stem for p in HERE.glob("*.py") if p.stem not in ("run", "__init__", "common"))
     env = {**os.environ, "PYTHONPATH": str(HERE.parent), "DEBUG": "1"}
+    # The short fault battery here; `make faults` runs the default 100 rounds of each.
+    env.setdefault("FAULT_ROUNDS", "3")
     failed = []
     for name in names:
         print(f"\n=== bench/{name}.py ===", flush=True)
