@@ -24,7 +24,13 @@ def make_certificates(folder: Path, *ips: str) -> dict:
     ca_key, ca, key, csr, cert, ext = (
         folder / n for n in ("ca.key", "ca.pem", "redis.key", "redis.csr", "redis.pem", "ext")
     )
-    ext.write_text("subjectAltName=" + ",".join(f"IP:{ip}" for ip in ips) + "\n")
+    # What Python 3.13's strict verification (VERIFY_X509_STRICT, Debian 13) requires of a server
+    # certificate: the issuer's key identifier and the key usages, beside the addresses.
+    ext.write_text(
+        "subjectAltName=" + ",".join(f"IP:{ip}" for ip in ips) + "\n"
+        "authorityKeyIdentifier=keyid,issuer\nsubjectKeyIdentifier=hash\nbasicConstraints=critical,CA:FALSE\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
+    )
 
     def run(*args):
         subprocess.run([openssl, *map(str, args)], check=True, capture_output=True)
@@ -43,6 +49,8 @@ def make_certificates(folder: Path, *ips: str) -> dict:
         "1",
         "-subj",
         "/CN=portal test CA",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
     )
     run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=central redis")
     run(
