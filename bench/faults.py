@@ -315,8 +315,7 @@ def setup(ctx):
     deployment_push(d.pk)
     ctx.sshd = SshServer(ctx.work / "sshd")
     ctx.sshd.start()
-    identity = ensure_identity(d)
-    ctx.sshd.authorize(identity.authorized_keys_line)
+    ensure_identity(d)
     key = keyscan("127.0.0.1", ctx.sshd.port)[0]
     # A slow link keeps the stop window (final delta and index) open for seconds: the kill lands in it.
     ctx.schedule = BackupSchedule.objects.create(
@@ -324,6 +323,9 @@ def setup(ctx):
         remote_folder=str(ctx.sshd.root / "backups"), host_key=key, host_key_fingerprint=fingerprint(key),
         bandwidth_limit=64,
     )  # fmt: skip
+    # The key confined as the portal's page says (rrsync in the schedule's folder, which must exist).
+    Path(ctx.schedule.target_folder).mkdir(parents=True, exist_ok=True)
+    ctx.sshd.authorize(ctx.schedule.authorized_keys_line())
     ctx.proxy = DelayProxy(d.http_port)
     ctx.proxy.start()
     ctx.admin = User.objects.create_superuser("fault_admin", password="fault-Pa55word!")
@@ -599,8 +601,11 @@ def check_files(ctx, tally):
     snapshots = sorted(p.name for p in target.iterdir()) if target.exists() else []
     runs = set(BackupRun.objects.filter(schedule=ctx.schedule, state="succeeded").values_list("snapshot", flat=True))
     for name in snapshots:
-        if name.endswith(".partial"):
-            bad.append(f"backup target: partial snapshot {name} left")
+        if name.startswith("."):
+            continue  # the portal's own marker and probe names
+        if name.endswith(".partial") or not (target / name / "manifest.json").is_file():
+            # A snapshot is finished when its manifest.json is there (written last).
+            bad.append(f"backup target: unfinished snapshot {name} left")
         elif name not in runs:
             bad.append(f"backup target: snapshot {name} of no succeeded run")
     names = list(BackupRun.objects.filter(schedule=ctx.schedule, state="succeeded").values_list("snapshot", flat=True))
