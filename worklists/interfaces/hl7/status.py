@@ -101,7 +101,14 @@ def queue_status(sender, entry, moves, **kwargs):
 
 def send_deliver(deployment_id, queue, countdown=None):
     try:
-        app.send_task(DELIVER, args=[deployment_id], queue=queue, countdown=countdown)
+        app.send_task(
+            DELIVER,
+            args=[deployment_id],
+            queue=queue,
+            countdown=countdown,
+            retry=True,
+            retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2},
+        )
     except Exception as exc:  # the broker is away: the minute sweep delivers
         log.warning("HL7 status delivery of deployment %s not sent (the sweep will): %s", deployment_id, exc)
 
