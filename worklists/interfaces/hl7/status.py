@@ -3,9 +3,10 @@
 Every status change of an entry an HL7 order created is saved by ``WorklistEntry.save``, which
 sends ``status_changed`` inside its transaction; ``queue_status`` writes one ``Hl7Outbound`` row
 per move there, so a change and its message commit (or roll back) together. After the commit the
-deployment's queue is asked to deliver (``deliver``): per receiver, in id order, one message at a
+deployment's queue is asked to deliver (``outbound_deliver``): per receiver, in id order, one message at a
 time over one MLLP connection, each waiting for its ACK. A message never overtakes an earlier
-undelivered one of the same order; a receiver that cannot be reached stops the pass for it, the
+undelivered one of the same order (one pass at a time per deployment, under a Redis lock, and no
+database transaction held over the network); a receiver that cannot be reached stops the pass for it, the
 message waits ``backoff`` and is tried again (the minute sweep sends what a lost task left behind).
 AE/AR from the receiver, or ``HL7_STATUS_MAX_ATTEMPTS`` failures, make it a dead letter, kept with
 the reason, that an Admin resends from the Interfaces page; the order's later messages wait for it.
@@ -17,9 +18,11 @@ performed, so cancelled rather than DC), DISCONTINUED → DC (the exam was start
 
 import logging
 import socket
+import time
 from datetime import timedelta
 
 import hl7
+import redis
 from django.conf import settings
 from django.db import transaction
 from django.dispatch import receiver
@@ -34,6 +37,7 @@ log = logging.getLogger(__name__)
 Status = WorklistEntry.Status
 DELIVER = "hl7.status_deliver"
 START, END = b"\x0b", b"\x1c\x0d"
+PASS_SECONDS = 60  # one pass delivers for at most this long, then hands over to the next
 
 # entry status → (ORC-5, ORC-16 code^text or "")
 ORDER_STATUS = {
@@ -158,23 +162,32 @@ def _ack_text(ack: bytes) -> str:
         return ""
 
 
-def deliver(deployment_id) -> dict:
-    """Deliver the deployment's waiting messages; {delivered, failed, waiting}. One pass at a time
-    per deployment (a row lock on the deployment), so nothing is sent twice by two workers."""
+def _pass_lock(deployment_id):
+    """One delivery pass per deployment at a time, across its workers: a lock in the broker's Redis
+    that expires by itself if its holder dies (no database transaction is held over the network)."""
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=5)
+    return client.lock(f"portal:hl7-status:{deployment_id}", timeout=PASS_SECONDS * 2, blocking=False)
+
+
+def outbound_deliver(deployment_id) -> dict:
+    """Deliver the deployment's waiting messages; {delivered, failed, waiting}. Each outcome is
+    written as soon as it is known, so a message acknowledged is never sent again by the next pass."""
     from deployments.models import Deployment
 
+    queue = Deployment.objects.get(pk=deployment_id).queue
+    lock = _pass_lock(deployment_id)
+    if not lock.acquire():
+        # Another pass runs: it may have read the waiting rows before ours were committed.
+        send_deliver(deployment_id, queue, countdown=0.5)
+        return {"busy": True}
     delivered = failed = 0
-    retry_in = None
-    with transaction.atomic():
-        if not Deployment.objects.select_for_update(skip_locked=True).filter(pk=deployment_id).exists():
-            # Another pass runs: it may have read the waiting rows before ours committed.
-            transaction.on_commit(
-                lambda: send_deliver(deployment_id, Deployment.objects.get(pk=deployment_id).queue, countdown=0.5)
-            )
-            return {"busy": True}
+    retry_in, again = None, False
+    began = time.monotonic()
+    sockets = {}
+    try:
         now = timezone.now()
-        waiting = list(
-            Hl7Outbound.objects.filter(deployment_id=deployment_id, state__in=[Hl7Outbound.State.PENDING])
+        waiting = (
+            Hl7Outbound.objects.filter(deployment_id=deployment_id, state=Hl7Outbound.State.PENDING)
             .select_related("mapping")
             .order_by("id")
         )
@@ -184,61 +197,70 @@ def deliver(deployment_id) -> dict:
                 "order_key", flat=True
             )
         )
-        down, sockets = set(), {}
-        try:
-            for out in waiting:
-                if out.order_key in held or out.mapping_id in down:
-                    held.add(out.order_key)
-                    continue
-                if out.next_attempt_at and out.next_attempt_at > now:
-                    held.add(out.order_key)
-                    wait = (out.next_attempt_at - now).total_seconds()
-                    retry_in = wait if retry_in is None else min(retry_in, wait)
-                    continue
-                mapping = out.mapping
-                out.attempts += 1
-                try:
-                    sock = sockets.get(mapping.pk)
-                    if sock is None:
-                        sock = socket.create_connection(
-                            (mapping.status_host, mapping.status_port), timeout=settings.HL7_STATUS_TIMEOUT
-                        )
-                        sock.settimeout(settings.HL7_STATUS_TIMEOUT)
-                        sockets[mapping.pk] = sock
-                    ack, code = exchange(sock, bytes(out.raw), out.control_id)
-                except OSError as exc:
-                    bad = sockets.pop(mapping.pk, None)
-                    if bad is not None:
-                        bad.close()
-                    down.add(mapping.pk)
-                    held.add(out.order_key)
-                    out.error = f"{mapping.status_host}:{mapping.status_port}: {exc}"[:500]
-                    if out.attempts >= settings.HL7_STATUS_MAX_ATTEMPTS:
-                        out.state = Hl7Outbound.State.DEAD
-                        failed += 1
-                    else:
-                        wait = backoff(out.attempts)
-                        out.next_attempt_at = now + timedelta(seconds=wait)
-                        retry_in = wait if retry_in is None else min(retry_in, wait)
-                    out.save(update_fields=["attempts", "error", "state", "next_attempt_at"])
-                    log.warning("HL7 status %s not delivered (attempt %d): %s", out.control_id, out.attempts, exc)
-                    continue
-                out.ack, out.ack_code = ack, code
-                if code in ("AA", "CA"):
-                    out.state, out.delivered_at, out.error = Hl7Outbound.State.DELIVERED, timezone.now(), ""
-                    delivered += 1
-                else:
+        down = set()
+        for out in waiting.iterator():
+            if time.monotonic() - began > PASS_SECONDS:
+                again = True  # a long backlog: the next pass goes on, the lock is not held for ever
+                break
+            if out.order_key in held or out.mapping_id in down:
+                held.add(out.order_key)
+                continue
+            if out.next_attempt_at and out.next_attempt_at > now:
+                held.add(out.order_key)
+                wait = (out.next_attempt_at - now).total_seconds()
+                retry_in = wait if retry_in is None else min(retry_in, wait)
+                continue
+            mapping = out.mapping
+            out.attempts += 1
+            try:
+                sock = sockets.get(mapping.pk)
+                if sock is None:
+                    sock = socket.create_connection(
+                        (mapping.status_host, mapping.status_port), timeout=settings.HL7_STATUS_TIMEOUT
+                    )
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    sock.settimeout(settings.HL7_STATUS_TIMEOUT)
+                    sockets[mapping.pk] = sock
+                ack, code = exchange(sock, bytes(out.raw), out.control_id)
+            except OSError as exc:
+                bad = sockets.pop(mapping.pk, None)
+                if bad is not None:
+                    bad.close()
+                down.add(mapping.pk)
+                held.add(out.order_key)
+                out.error = f"{mapping.status_host}:{mapping.status_port}: {exc}"[:500]
+                if out.attempts >= settings.HL7_STATUS_MAX_ATTEMPTS:
                     out.state = Hl7Outbound.State.DEAD
-                    out.error = f"{code} from the receiver: {_ack_text(ack) or 'no reason given'}"[:500]
-                    held.add(out.order_key)
                     failed += 1
-                out.save(update_fields=["attempts", "ack", "ack_code", "state", "delivered_at", "error"])
-        finally:
-            for sock in sockets.values():
-                sock.close()
+                else:
+                    wait = backoff(out.attempts)
+                    out.next_attempt_at = timezone.now() + timedelta(seconds=wait)
+                    retry_in = wait if retry_in is None else min(retry_in, wait)
+                out.save(update_fields=["attempts", "error", "state", "next_attempt_at"])
+                log.warning("HL7 status %s not delivered (attempt %d): %s", out.control_id, out.attempts, exc)
+                continue
+            out.ack, out.ack_code = ack, code
+            if code in ("AA", "CA"):
+                out.state, out.delivered_at, out.error = Hl7Outbound.State.DELIVERED, timezone.now(), ""
+                delivered += 1
+            else:
+                out.state = Hl7Outbound.State.DEAD
+                out.error = f"{code} from the receiver: {_ack_text(ack) or 'no reason given'}"[:500]
+                held.add(out.order_key)
+                failed += 1
+            out.save(update_fields=["attempts", "ack", "ack_code", "state", "delivered_at", "error"])
+    finally:
+        for sock in sockets.values():
+            sock.close()
+        try:
+            lock.release()
+        except redis.exceptions.LockError:  # expired meanwhile: another pass may run, nothing to undo
+            pass
     left = Hl7Outbound.objects.filter(deployment_id=deployment_id, state=Hl7Outbound.State.PENDING).count()
-    if retry_in is not None:
-        send_deliver(deployment_id, Deployment.objects.get(pk=deployment_id).queue, countdown=max(retry_in, 0.05))
+    if again:
+        send_deliver(deployment_id, queue)
+    elif retry_in is not None:
+        send_deliver(deployment_id, queue, countdown=max(retry_in, 0.05))
     return {"delivered": delivered, "failed": failed, "waiting": left}
 
 

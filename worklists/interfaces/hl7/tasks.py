@@ -5,12 +5,12 @@ from celery import shared_task
 from deployments.models import Deployment
 
 from .models import Hl7Outbound
-from .status import DELIVER, deliver, send_deliver
+from .status import DELIVER, outbound_deliver, send_deliver
 
 
 @shared_task(name=DELIVER)
 def deliver_task(deployment_id):
-    return deliver(deployment_id)
+    return outbound_deliver(deployment_id)
 
 
 @shared_task(name="hl7.status_sweep")
