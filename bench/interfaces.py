@@ -13,12 +13,14 @@ N-CREATE and then queries its day's list (C-FIND by its station and the date) un
 gone. The folder holds BENCH_LISTED entries of the clinic's rooms; the measured room's own day
 list holds BENCH_ROOM of them (a busy ultrasound room) at every start.
 Run: .venv/bin/python bench/interfaces.py   (BENCH_ROUNDS=50, BENCH_ROOM=30, BENCH_LISTED=200,
-BENCH_HL7_ORDERS=1000; BENCH_PARTS=mpps,hl7)
+BENCH_HL7_ORDERS=1000; BENCH_PARTS=mpps,hl7; BENCH_DATABASE=postgres: a throwaway PostgreSQL, the
+compose file's database, instead of SQLite)
 """
 
 import datetime
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -26,7 +28,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, free_port, setup_django, start_redis, start_worker, summary  # noqa: E402
+from common import (  # noqa: E402
+    ROOT,
+    free_port,
+    setup_django,
+    start_postgres,
+    start_redis,
+    start_worker,
+    summary,
+)
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", 50))
 ROOM = int(os.environ.get("BENCH_ROOM", 30))
@@ -308,7 +318,12 @@ def bench_hl7(deployment, today, var):
 
 
 def main():
-    var = setup_django("interfaces")
+    postgres = None
+    if os.environ.get("BENCH_DATABASE") == "postgres":
+        postgres, url = start_postgres()
+        var = setup_django("interfaces", database_url=url)
+    else:
+        var = setup_django("interfaces")
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # its association log is not a figure
     from django.conf import settings
     from django.utils import timezone
@@ -325,6 +340,9 @@ def main():
             parts[name](deployment, today, var)
     finally:
         service.stop()
+        if postgres is not None:
+            postgres.send_signal(signal.SIGINT)  # fast shutdown: it does not wait for idle connections
+            postgres.wait(30)
 
 
 if __name__ == "__main__":
