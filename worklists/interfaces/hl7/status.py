@@ -202,7 +202,9 @@ def outbound_deliver(deployment_id) -> dict:
             if time.monotonic() - began > PASS_SECONDS:
                 again = True  # a long backlog: the next pass goes on, the lock is not held for ever
                 break
-            if out.order_key in held or out.mapping_id in down:
+            if out.order_key in held or out.mapping_id in down or not out.mapping.sends_status:
+                # Behind an earlier undelivered message of its order, its receiver down in this pass,
+                # or no receiver on the mapping any more: it waits.
                 held.add(out.order_key)
                 continue
             if out.next_attempt_at and out.next_attempt_at > now:
