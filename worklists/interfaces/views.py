@@ -2,9 +2,12 @@
 listener and the MPPS SCP as their last messages show them, the messages in and out with their
 ACKs, the errors with the raw message, and the dead letters with Resend (audited)."""
 
+from datetime import timedelta
+
 from django.contrib import messages
 from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from portal import audit
@@ -12,7 +15,8 @@ from portal.models import AuditEntry
 from portal.roles import require_perm
 from portal.sites import deployment_or_404
 
-from .hl7.models import Hl7Mapping, Hl7Message, Hl7Outbound
+from . import heartbeat
+from .hl7.models import Hl7Mapping, Hl7Message, Hl7Outbound, InterfaceHeartbeat
 from .hl7.status import resend
 from .mpps.models import MppsMessage
 
@@ -39,8 +43,11 @@ def interfaces_page(request, slug):
     last_mpps = mpps.order_by("-received_at").first()
     errors = [(m, _text(m.raw), _text(m.ack)) for m in inbound.exclude(ack_code=Hl7Message.Ack.AA)[:LAST]]
     dead = [(o, _text(o.raw), _text(o.ack)) for o in outbound.filter(state=Hl7Outbound.State.DEAD).order_by("id")]
+    fresh_after = timezone.now() - timedelta(seconds=heartbeat.FRESH)
+    beats = [(b, b.seen_at >= fresh_after) for b in InterfaceHeartbeat.objects.all()]
     context = {
         "deployment": deployment,
+        "beats": beats,
         "mappings": Hl7Mapping.objects.filter(deployment=deployment),
         "last_in": last_in,
         "last_mpps": last_mpps,

@@ -241,3 +241,25 @@ class Hl7Outbound(models.Model):
 
     def __str__(self):
         return f"ORC-5 {self.order_status} of {self.order_key} ({self.get_state_display()})"
+
+
+class InterfaceHeartbeat(models.Model):
+    """A running interface service (the HL7 listener, the MPPS SCP) says it is there: written when it
+    starts listening and every minute after, by a thread of its own process."""
+
+    class Service(models.TextChoices):
+        HL7 = "hl7", "HL7 listener"
+        MPPS = "mpps", "MPPS SCP"
+
+    service = models.CharField(max_length=8, choices=Service.choices)
+    host = models.CharField(max_length=253)
+    address = models.CharField(max_length=64, help_text="Where it listens, address:port.")
+    started_at = models.DateTimeField()
+    seen_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["service", "host", "address"]
+        constraints = [models.UniqueConstraint(fields=["service", "host", "address"], name="interface_heartbeat_once")]
+
+    def __str__(self):
+        return f"{self.get_service_display()} on {self.host} ({self.address})"
