@@ -14,6 +14,7 @@ PERIODIC = {
     "Forget Orthanc logins typed for a first push that never ran": ("deployments.forget_push_logins", 60, {}),
     "Sync every worklist folder": ("worklists.sync_all", 60, {}),
     "Close worklist entries from Orthanc's changes": ("worklists.completion_all", 30, {}),
+    "Send waiting HL7 order status messages": ("hl7.status_sweep", 60, {}),
     # Tries logins against each Orthanc: daily, and on demand from the security page.
     "Audit every Orthanc's security (live)": ("deployments.security_audit_all", 24 * 3600, {}),
 }

@@ -376,3 +376,9 @@ HL7_TLS_CERT = env.str("HL7_TLS_CERT", default="")
 HL7_TLS_KEY = env.str("HL7_TLS_KEY", default="")
 # MSH-18 when a message declares none: 8859/1 reads every byte (ASCII is a subset of it).
 HL7_DEFAULT_CHARSET = env.str("HL7_DEFAULT_CHARSET", default="8859/1")
+# Status back to the practice system: retries wait BASE, 2×BASE, 4×BASE… up to MAX seconds; after
+# MAX_ATTEMPTS failures the message is a dead letter (about 1.5 hours of a receiver down by default).
+HL7_STATUS_RETRY_BASE = env.float("HL7_STATUS_RETRY_BASE", default=5.0)
+HL7_STATUS_RETRY_MAX = env.float("HL7_STATUS_RETRY_MAX", default=300.0)
+HL7_STATUS_MAX_ATTEMPTS = env.int("HL7_STATUS_MAX_ATTEMPTS", default=20)
+HL7_STATUS_TIMEOUT = env.float("HL7_STATUS_TIMEOUT", default=10.0)

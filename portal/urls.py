@@ -34,6 +34,7 @@ urlpatterns = [
     path("deployments/", include("deployments.urls")),
     path("backups/", include("deployments.backups.urls", namespace="backups")),
     path("worklists/interfaces/<slug:slug>/hl7/", include("worklists.interfaces.hl7.urls")),
+    path("worklists/interfaces/<slug:slug>/", include("worklists.interfaces.urls")),
     path("worklists/", include("worklists.urls")),
     path("api/", include("worklists.api_urls")),
 ]

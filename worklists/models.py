@@ -5,14 +5,18 @@ import uuid
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxLengthValidator
-from django.db import models
+from django.db import models, transaction
 from django.db.models import F
+from django.dispatch import Signal
 from django.utils import timezone
 
 from deployments.models import Deployment, Modality
 from portal.text import multi_line
 
 from . import vr
+
+# Sent by WorklistEntry.save for the status moves (old, new) it wrote, inside its transaction.
+status_changed = Signal()
 
 NOTES_MAX_LENGTH = 2000
 
@@ -203,7 +207,15 @@ class WorklistEntry(models.Model):
                 fields = [f.name for f in self._meta.concrete_fields if not f.primary_key]
                 fields = [f for f in fields if f not in self.SYNC_FIELDS]
             kwargs["update_fields"] = {*fields, "revision", "sync_state", "needs_sync", "updated_at"}
-        super().save(*args, **kwargs)
+        moves = self.__dict__.pop("_status_moves", None)
+        if not moves:
+            super().save(*args, **kwargs)
+        else:
+            # The one hook of every status change (front desk, completion, MPPS, HL7): receivers
+            # (the HL7 status outbox) write their rows in the same transaction as the change.
+            with transaction.atomic():
+                super().save(*args, **kwargs)
+                status_changed.send(sender=WorklistEntry, entry=self, moves=moves)
         if updating:
             self.refresh_from_db(fields=["revision", *self.SYNC_FIELDS])
 
@@ -254,6 +266,7 @@ class WorklistEntry(models.Model):
                 f"{self.Status(new_status).label.lower()}.",
                 code="invalid_transition",
             )
+        self.__dict__.setdefault("_status_moves", []).append((self.status, new_status))
         self.status = new_status
 
 

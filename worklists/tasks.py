@@ -3,7 +3,9 @@ own queue (its worker is on the Orthanc host); the fan-out tasks run on the port
 
 import logging
 
+import redis
 from celery import shared_task
+from django.conf import settings
 from django.db import transaction
 
 from deployments.models import Deployment
@@ -16,10 +18,40 @@ from .sync import worklist_sync
 log = logging.getLogger(__name__)
 SYNC = "worklists.sync"
 COMPLETION = "worklists.completion"
+# A sync asked for and not yet begun: the changes committed meanwhile wait for it instead of
+# queueing one sync each (a burst of HL7 orders would otherwise queue hundreds). It expires on its
+# own, in case its task is lost; the minute sync is the safety net behind that.
+PENDING_KEY = "portal:worklist-sync-pending:{}"
+PENDING_SECONDS = 10
+_broker = None
+
+
+def _redis():
+    global _broker
+    if _broker is None:
+        _broker = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=2, socket_connect_timeout=2)
+    return _broker
+
+
+def _claim_sync(deployment_id) -> bool:
+    """True when no sync of the deployment waits in its queue: the caller sends one."""
+    try:
+        return bool(_redis().set(PENDING_KEY.format(deployment_id), 1, nx=True, ex=PENDING_SECONDS))
+    except redis.RedisError:
+        return True
+
+
+def _release_sync(deployment_id):
+    try:
+        _redis().delete(PENDING_KEY.format(deployment_id))
+    except redis.RedisError:
+        pass
 
 
 @shared_task(name=SYNC)
 def sync_task(deployment_id, full=False):
+    # Released before the sync reads the database: a change committed from now on asks again.
+    _release_sync(deployment_id)
     return worklist_sync(deployment_id, full=full).summary()
 
 
@@ -57,9 +89,15 @@ def send_sync(deployment_id, queue=None, full=False) -> bool:
 
 
 def request_sync(deployment_id):
-    """After the current transaction commits, sync the deployment's folder."""
+    """After the current transaction commits, sync the deployment's folder (or leave it to the
+    sync already waiting in its queue, which will read this change)."""
     queue = Deployment.objects.get(pk=deployment_id).queue
-    transaction.on_commit(lambda: send_sync(deployment_id, queue))
+
+    def send():
+        if _claim_sync(deployment_id) and not send_sync(deployment_id, queue):
+            _release_sync(deployment_id)
+
+    transaction.on_commit(send)
 
 
 @shared_task(name="worklists.sync_all")

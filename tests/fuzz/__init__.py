@@ -118,6 +118,8 @@ TABLE = {
     "hl7:mapping_create": form(baseline="hl7:mapping_edit"),
     "hl7:mapping_edit": form(),
     "hl7:mapping_delete": action(),
+    "interfaces:page": page(),
+    "interfaces:resend": action(),
     # the REST API
     "api:docs": page(),
     "api:schema": page(),

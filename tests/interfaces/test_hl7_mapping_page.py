@@ -16,6 +16,7 @@ VALID = {
     "default_modality": "US",
     "station_field": "PV1-3.1",
     "station_codes": "ROOM-A = US1\n# the old room\nROOM-B = US2",
+    "status_message_type": "ORM^O01",
 }
 
 
@@ -93,3 +94,22 @@ def test_the_deployment_page_shows_how_the_senders_messages_fare_and_links_the_m
     assert reverse("hl7:mappings", kwargs={"slug": deployment.slug}) in page
     assert "1 message accepted" in seen_by_viewer
     assert reverse("hl7:mappings", kwargs={"slug": deployment.slug}) not in seen_by_viewer
+
+
+def test_the_status_receiver_needs_both_host_and_port_and_is_kept_with_its_message_type(admin_client):
+    deployment = _deployment()
+    url = reverse("hl7:mapping_create", kwargs={"slug": deployment.slug})
+
+    refused = admin_client.post(url, {**VALID, "status_host": "ris.clinic.local"})
+    saved = admin_client.post(
+        url, {**VALID, "status_host": "ris.clinic.local", "status_port": "2576", "status_message_type": "OMG^O19"}
+    )
+
+    assert refused.status_code == 200 and b"both the status receiver" in refused.content
+    assert saved.status_code == 302
+    mapping = Hl7Mapping.objects.get(sending_application="RIS")
+    assert (mapping.status_host, mapping.status_port, mapping.status_message_type) == (
+        "ris.clinic.local",
+        2576,
+        "OMG^O19",
+    )

@@ -19,11 +19,23 @@ def _worklist_world(world):
 
 
 def _hl7_world(world):
-    from worklists.interfaces.hl7.models import Hl7Mapping
+    from worklists.interfaces.hl7.models import Hl7Mapping, Hl7Outbound
 
     # One sender per world: the second site's world has its own.
     world.hl7_mapping = Hl7Mapping.objects.create(
         deployment=world.deployment, sending_application=f"PRAXIS-{world.deployment.slug}"
+    )
+    # A dead letter for the Interfaces page's Resend.
+    world.hl7_dead = Hl7Outbound.objects.create(
+        mapping=world.hl7_mapping,
+        deployment=world.deployment,
+        order_key="matrix",
+        control_id="ST0",
+        entry_status="ARRIVED",
+        order_status="IP",
+        raw=b"MSH|^~\\&|PORTAL",
+        state=Hl7Outbound.State.DEAD,
+        error="AE from the receiver",
     )
 
 
@@ -50,6 +62,9 @@ MATRIX = {
     "hl7:mapping_create": G(kwargs={"slug": "deployment.slug"}),
     "hl7:mapping_edit": G(kwargs={"slug": "deployment.slug", "pk": "hl7_mapping.pk"}),
     "hl7:mapping_delete": P(kwargs={"slug": "deployment.slug", "pk": "hl7_mapping.pk"}),
+    # The Interfaces page: messages in and out hold patient data, Admin only.
+    "interfaces:page": G(kwargs={"slug": "deployment.slug"}),
+    "interfaces:resend": P(kwargs={"slug": "deployment.slug", "pk": "hl7_dead.pk"}),
     "api:docs": G(200, 200, 200),
     "api:schema": A(viewer=200),
     "api:patient-list": A(),

@@ -17,6 +17,9 @@ class MappingForm(forms.ModelForm):
             "station_field",
             "station_codes",
             "default_station",
+            "status_host",
+            "status_port",
+            "status_message_type",
         ]
         widgets = {"station_codes": forms.Textarea(attrs={"rows": 4, "placeholder": "ROOM-A = US1"})}
 

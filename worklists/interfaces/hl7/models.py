@@ -3,7 +3,7 @@
 import re
 
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxLengthValidator, RegexValidator
+from django.core.validators import MaxLengthValidator, MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
 
@@ -19,6 +19,7 @@ field_ref = RegexValidator(
 )
 HD_MAX = 180  # HD's first component, the namespace ID (HL7 2.5: IS, but senders write up to 180)
 STATION_CODES_MAX = 4000
+STATUS_MESSAGE_TYPES = [("ORM^O01", "ORM^O01 (HL7 2.3–2.5)"), ("OMG^O19", "OMG^O19 (HL7 2.5+)")]
 STATION_CODE_LINE = re.compile(r"^\s*([^=\s][^=]{0,63}?)\s*=\s*(\S.{0,15}?)\s*$")
 
 
@@ -97,6 +98,19 @@ class Hl7Mapping(models.Model):
         related_name="+",
         help_text="For an order without a station code. Empty: such an order is refused.",
     )
+    # Status back to the practice system: its MLLP receiver (empty host: no status is sent).
+    status_host = models.CharField(
+        "status receiver host", max_length=253, blank=True, help_text="Empty: no order status is sent back."
+    )
+    status_port = models.PositiveIntegerField(
+        "status receiver port",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(65535)],
+    )
+    status_message_type = models.CharField(
+        "status message type", max_length=8, choices=STATUS_MESSAGE_TYPES, default="ORM^O01"
+    )
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -116,6 +130,8 @@ class Hl7Mapping(models.Model):
             codes = parse_station_codes(self.station_codes)
         except ValidationError as exc:
             raise ValidationError({"station_codes": exc.messages}) from exc
+        if bool(self.status_host) != bool(self.status_port):
+            raise ValidationError({"status_port": "Give both the status receiver's host and port, or neither."})
         if self.deployment_id:
             known = set(self.deployment.modalities.filter(allow_find_worklist=True).values_list("aet", flat=True))
             unknown = sorted({aet for aet in codes.values() if aet not in known})
@@ -126,6 +142,10 @@ class Hl7Mapping(models.Model):
                         "Register it under Modalities with “C-FIND worklist” first."
                     }
                 )
+
+    @property
+    def sends_status(self):
+        return bool(self.status_host and self.status_port)
 
     def codes(self) -> dict:
         return parse_station_codes(self.station_codes)
@@ -188,3 +208,58 @@ class Hl7Message(models.Model):
 
     def __str__(self):
         return f"{self.message_type} {self.control_id} from {self.sending_application} ({self.ack_code})"
+
+
+class Hl7Outbound(models.Model):
+    """One order status message for the practice system's receiver: a transactional outbox row,
+    written in the transaction of the status change, delivered in order per order by a task."""
+
+    class State(models.TextChoices):
+        PENDING = "PENDING", "Waiting"
+        DELIVERED = "DELIVERED", "Delivered"
+        DEAD = "DEAD", "Dead letter"
+
+    mapping = models.ForeignKey(Hl7Mapping, on_delete=models.CASCADE, related_name="outbound")
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="+")
+    entry = models.ForeignKey(WorklistEntry, null=True, on_delete=models.SET_NULL, related_name="+")
+    order_key = models.CharField(max_length=140, db_index=True)  # the order: messages of one key go in id order
+    control_id = models.CharField(max_length=20, blank=True)
+    entry_status = models.CharField(max_length=20)
+    order_status = models.CharField("ORC-5", max_length=2)
+    raw = models.BinaryField()
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING, db_index=True)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    ack = models.BinaryField(default=b"")
+    ack_code = models.CharField(max_length=2, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self):
+        return f"ORC-5 {self.order_status} of {self.order_key} ({self.get_state_display()})"
+
+
+class InterfaceHeartbeat(models.Model):
+    """A running interface service (the HL7 listener, the MPPS SCP) says it is there: written when it
+    starts listening and every minute after, by a thread of its own process."""
+
+    class Service(models.TextChoices):
+        HL7 = "hl7", "HL7 listener"
+        MPPS = "mpps", "MPPS SCP"
+
+    service = models.CharField(max_length=8, choices=Service.choices)
+    host = models.CharField(max_length=253)
+    address = models.CharField(max_length=64, help_text="Where it listens, address:port.")
+    started_at = models.DateTimeField()
+    seen_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["service", "host", "address"]
+        constraints = [models.UniqueConstraint(fields=["service", "host", "address"], name="interface_heartbeat_once")]
+
+    def __str__(self):
+        return f"{self.get_service_display()} on {self.host} ({self.address})"

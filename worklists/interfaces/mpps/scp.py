@@ -23,6 +23,7 @@ from pynetdicom.sop_class import ModalityPerformedProcedureStep, Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
 from deployments.models import Deployment, Modality
+from worklists.interfaces import heartbeat
 
 from . import datasets
 from .datasets import DatasetProblem
@@ -112,9 +113,11 @@ class MppsServer:
         """Serve until interrupted; each association in its own thread."""
         server = self.ae.make_server((bind, port), evt_handlers=self.handlers, server_class=_Server)
         log.info("MPPS SCP listening on %s:%s", bind, port)
+        beating = heartbeat.start("mpps", f"{bind}:{port}")
         try:
             server.serve_forever()
         finally:
+            beating.set()
             server.shutdown()  # and every association still open
 
     def on_requested(self, event):

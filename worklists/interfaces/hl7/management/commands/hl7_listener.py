@@ -8,6 +8,8 @@ import threading
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from worklists.interfaces import heartbeat
+
 from ...message import CHARSETS
 from ...mllp import Limits, Listener
 
@@ -47,9 +49,11 @@ class Command(BaseCommand):
         if hasattr(sys.stdout, "reconfigure"):
             sys.stdout.reconfigure(line_buffering=True)
         self.stdout.write(f"HL7 listener on {bind}:{port} (MLLP{' over TLS' if tls else ''})")
+        beating = heartbeat.start("hl7", f"{bind}:{port}")
         try:
             server.serve_forever(poll_interval=0.5)
         finally:
+            beating.set()
             server.server_close()
 
     def tls_context(self, cert, key):
