@@ -86,6 +86,7 @@ def agent_keys(slug):
         f"unacked.{queue}",
         f"unacked_index.{queue}",
         f"unacked_mutex.{queue}",
+        f"worklist-sync-pending.{queue}",  # worklists/tasks.py: the sync waiting in the queue
     ]
 
 

@@ -21,7 +21,8 @@ COMPLETION = "worklists.completion"
 # A sync asked for and not yet begun: the changes committed meanwhile wait for it instead of
 # queueing one sync each (a burst of HL7 orders would otherwise queue hundreds). It expires on its
 # own, in case its task is lost; the minute sync is the safety net behind that.
-PENDING_KEY = "portal:worklist-sync-pending:{}"
+# Named after the queue: a site's agent may touch only its own queue's keys (deployments/agent_setup.py).
+PENDING_KEY = "worklist-sync-pending.{}"
 PENDING_SECONDS = 10
 _broker = None
 
@@ -29,21 +30,22 @@ _broker = None
 def _redis():
     global _broker
     if _broker is None:
-        _broker = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=2, socket_connect_timeout=2)
+        tls = getattr(settings, "CELERY_BROKER_USE_SSL", None) or {}  # the broker's own CA, as Celery uses it
+        _broker = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=2, socket_connect_timeout=2, **tls)
     return _broker
 
 
-def _claim_sync(deployment_id) -> bool:
+def _claim_sync(queue) -> bool:
     """True when no sync of the deployment waits in its queue: the caller sends one."""
     try:
-        return bool(_redis().set(PENDING_KEY.format(deployment_id), 1, nx=True, ex=PENDING_SECONDS))
+        return bool(_redis().set(PENDING_KEY.format(queue), 1, nx=True, ex=PENDING_SECONDS))
     except redis.RedisError:
         return True
 
 
-def _release_sync(deployment_id):
+def _release_sync(queue):
     try:
-        _redis().delete(PENDING_KEY.format(deployment_id))
+        _redis().delete(PENDING_KEY.format(queue))
     except redis.RedisError:
         pass
 
@@ -51,7 +53,7 @@ def _release_sync(deployment_id):
 @shared_task(name=SYNC)
 def sync_task(deployment_id, full=False):
     # Released before the sync reads the database: a change committed from now on asks again.
-    _release_sync(deployment_id)
+    _release_sync(Deployment.objects.get(pk=deployment_id).queue)
     return worklist_sync(deployment_id, full=full).summary()
 
 
@@ -94,8 +96,8 @@ def request_sync(deployment_id):
     queue = Deployment.objects.get(pk=deployment_id).queue
 
     def send():
-        if _claim_sync(deployment_id) and not send_sync(deployment_id, queue):
-            _release_sync(deployment_id)
+        if _claim_sync(queue) and not send_sync(deployment_id, queue):
+            _release_sync(queue)
 
     transaction.on_commit(send)
 

@@ -15,13 +15,13 @@ def test_changes_committed_while_a_sync_waits_queue_no_more_and_one_after_it_beg
     hl7_deployment, redis_server
 ):
     queue = hl7_deployment.queue
-    redis.Redis.from_url(redis_server["url"]).delete(queue, tasks.PENDING_KEY.format(hl7_deployment.pk))
+    redis.Redis.from_url(redis_server["url"]).delete(queue, tasks.PENDING_KEY.format(queue))
     for _ in range(20):
         with transaction.atomic():
             tasks.request_sync(hl7_deployment.pk)
     assert _queued(redis_server, queue) == 1
 
-    tasks._release_sync(hl7_deployment.pk)  # what sync_task does first, before it reads the database
+    tasks._release_sync(queue)  # what sync_task does first, before it reads the database
     with transaction.atomic():
         tasks.request_sync(hl7_deployment.pk)
     assert _queued(redis_server, queue) == 2
@@ -29,7 +29,7 @@ def test_changes_committed_while_a_sync_waits_queue_no_more_and_one_after_it_beg
 
 def test_a_request_rolled_back_sends_nothing(hl7_deployment, redis_server):
     queue = hl7_deployment.queue
-    redis.Redis.from_url(redis_server["url"]).delete(queue, tasks.PENDING_KEY.format(hl7_deployment.pk))
+    redis.Redis.from_url(redis_server["url"]).delete(queue, tasks.PENDING_KEY.format(queue))
     try:
         with transaction.atomic():
             tasks.request_sync(hl7_deployment.pk)
