@@ -1,11 +1,14 @@
 """Parts of the many-sites tests: a central Redis of our own (with ACL users, optionally TLS), a
 throwaway CA made with openssl, and site agents (real Celery workers of one queue)."""
 
+import ctypes
 import hashlib
 import os
+import socket
 import ssl
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 
@@ -230,6 +233,91 @@ def portal_broker(monkeypatch):
     app.conf.broker_url, app.conf.broker_use_ssl = before
 
 
+CLONE_NEWNET = 0x40000000
+
+
+class LoopbackForward:
+    """Listens on 127.0.0.1:<port> inside a namespace and forwards each connection to
+    127.0.0.1:<port> of this process's own: the suite's PostgreSQL, on this machine's loopback, for
+    the agents in the sites' namespaces (the namespaces separate the network, not the database)."""
+
+    def __init__(self, namespace, port):
+        self.port = port
+        self.listener = self._listen_in(namespace, port)
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    @staticmethod
+    def _listen_in(namespace, port):
+        # setns changes the calling thread only: a short-lived thread makes the listening socket
+        # there, and the socket stays in that namespace; this process's other threads do not move.
+        libc = ctypes.CDLL(None, use_errno=True)
+        made = {}
+
+        def inside():
+            fd = os.open(f"/run/netns/{namespace}", os.O_RDONLY)
+            try:
+                if libc.setns(fd, CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), f"setns into {namespace}")
+                listener = socket.socket()
+                listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                listener.bind(("127.0.0.1", port))
+                listener.listen(64)
+                made["socket"] = listener
+            except OSError as exc:
+                made["error"] = exc
+            finally:
+                os.close(fd)
+
+        thread = threading.Thread(target=inside)
+        thread.start()
+        thread.join()
+        if "error" in made:
+            raise made["error"]
+        return made["socket"]
+
+    def _serve(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # closed: the test is over
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source, sink):
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self):
+        self.listener.close()
+
+
+def loopback_database_port():
+    """The port of the suite's PostgreSQL when it is on this machine's loopback, else None."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    if "postgresql" not in db["ENGINE"] or (db["HOST"] or "127.0.0.1") not in ("127.0.0.1", "localhost"):
+        return None
+    return int(db["PORT"] or 5432)
+
+
 class Network:
     """Network namespaces joined by veth links, all made by this test and removed after it:
 
@@ -242,7 +330,7 @@ class Network:
     def __init__(self):
         self.ip = require_binary("ip", "iproute2")
         self.tag = uuid.uuid4().hex[:6]
-        self.namespaces, self.root_links = [], []
+        self.namespaces, self.root_links, self.forwards = [], [], []
         self.net = self._free_net()
         self.ns = {name: f"pt{self.tag}{name[0]}" for name in ("central", "a", "b")}
         self.veth = {}  # (from, to) → interface name in "from"
@@ -272,6 +360,9 @@ class Network:
         self._link("root", "central", 0)
         self._link("central", "a", 4)
         self._link("central", "b", 8)
+        port = loopback_database_port()
+        if port is not None:  # the agents reach the suite's PostgreSQL at 127.0.0.1 of their own site
+            self.forwards += [LoopbackForward(self.ns[site], port) for site in ("a", "b")]
 
     def _link(self, left, right, base):
         a, b = f"v{self.tag}{left[0]}{right[0]}", f"v{self.tag}{right[0]}{left[0]}"
@@ -296,6 +387,8 @@ class Network:
         self.run("link", "set", self.veth[("central", site)], "up", ns="central")
 
     def remove(self):
+        for forward in self.forwards:
+            forward.close()
         for ns in self.namespaces:
             # Processes the test started there should be gone already; end any left by their pid.
             pids = subprocess.run([self.ip, "netns", "pids", ns], capture_output=True, text=True).stdout.split()

@@ -4,9 +4,10 @@ agent in its own. A site's
 link is cut: its changes wait and the Sites page says so, the other site goes on; the link comes
 back: what waited applies in order, once. Then the same with the central Redis restarted.
 
-The database stays the suite's own (SQLite unless DATABASE_URL says otherwise), reached by the
-agents through the file system: the namespaces separate the network, not the disk. The agent's
-PostgreSQL role is tested on its own (test_agent_setup.py).
+The database stays the suite's own: SQLite, reached by the agents through the file system (the
+namespaces separate the network, not the disk), or the suite's PostgreSQL on this machine's
+loopback, which a forwarder offers at 127.0.0.1 inside each site's namespace (conftest.py). The
+agent's PostgreSQL role is tested on its own (test_agent_setup.py).
 """
 
 import json
