@@ -190,7 +190,19 @@ def feed_orthanc(tmp_path_factory):
 @pytest.fixture
 def fed(feed_orthanc, transactional_db, tmp_path):
     """A deployment row on the module's Orthanc, its state at Orthanc's newest change."""
-    source = feed_orthanc.deployment
+    return _fed_on(feed_orthanc, tmp_path)
+
+
+@pytest.fixture
+def quiet_fed(orthanc_factory, transactional_db, tmp_path):
+    """The same on an Orthanc of its own with the default StableAge (60 s): no Stable* change of
+    this or an earlier test's studies falls between the test's own changes, whose exact order the
+    test counts on (with StableAge 1 and a slower database they did, and the pages shifted)."""
+    return _fed_on(orthanc_factory(slug="quiet"), tmp_path)
+
+
+def _fed_on(orthanc_instance, tmp_path):
+    source = orthanc_instance.deployment
     folder = tmp_path / "worklists"
     folder.mkdir()
     d = Deployment.objects.create(
@@ -367,12 +379,12 @@ def test_a_study_without_an_accession_number_matches_by_its_uid_only(fed):
 
 
 @pytest.mark.orthanc
-def test_each_page_read_is_recorded_so_a_poll_that_fails_midway_resumes_after_it(fed, monkeypatch):
+def test_each_page_read_is_recorded_so_a_poll_that_fails_midway_resumes_after_it(quiet_fed, monkeypatch):
     monkeypatch.setattr(completion, "PAGE", 4)  # one upload's four changes a page
     for n in range(3):
-        make_entry(fed, accession=f"RESUME-{n}")
-        fed.client.upload(make_instance(patient_id=f"PR{n}", accession=f"RESUME-{n}"))
-    start = WorklistState.objects.get(deployment=fed).last_change_seq
+        make_entry(quiet_fed, accession=f"RESUME-{n}")
+        quiet_fed.client.upload(make_instance(patient_id=f"PR{n}", accession=f"RESUME-{n}"))
+    start = WorklistState.objects.get(deployment=quiet_fed).last_change_seq
     handle = completion._handle_study
     calls = []
 
@@ -384,11 +396,11 @@ def test_each_page_read_is_recorded_so_a_poll_that_fails_midway_resumes_after_it
 
     monkeypatch.setattr(completion, "_handle_study", failing_on_the_second_study)
     with pytest.raises(RuntimeError):
-        worklist_completion(fed.pk)
-    assert WorklistState.objects.get(deployment=fed).last_change_seq == start + 4  # the first page
+        worklist_completion(quiet_fed.pk)
+    assert WorklistState.objects.get(deployment=quiet_fed).last_change_seq == start + 4  # the first page
 
     monkeypatch.setattr(completion, "_handle_study", handle)
-    assert worklist_completion(fed.pk)["matched"] == 2
+    assert worklist_completion(quiet_fed.pk)["matched"] == 2
 
 
 @pytest.mark.orthanc
@@ -407,12 +419,12 @@ def test_a_long_error_of_orthanc_fits_its_column(fed, monkeypatch):
 
 
 @pytest.mark.orthanc
-def test_an_orthanc_error_midway_through_a_page_keeps_the_changes_read_before_it(fed, monkeypatch):
+def test_an_orthanc_error_midway_through_a_page_keeps_the_changes_read_before_it(quiet_fed, monkeypatch):
     monkeypatch.setattr(completion, "PAGE", 4)  # one upload's four changes a page
     for n in range(2):
-        make_entry(fed, accession=f"MID-{n}")
-        fed.client.upload(make_instance(patient_id=f"PM{n}", accession=f"MID-{n}"))
-    start = WorklistState.objects.get(deployment=fed).last_change_seq
+        make_entry(quiet_fed, accession=f"MID-{n}")
+        quiet_fed.client.upload(make_instance(patient_id=f"PM{n}", accession=f"MID-{n}"))
+    start = WorklistState.objects.get(deployment=quiet_fed).last_change_seq
     handle = completion._handle_study
     calls = []
 
@@ -424,7 +436,7 @@ def test_an_orthanc_error_midway_through_a_page_keeps_the_changes_read_before_it
 
     monkeypatch.setattr(completion, "_handle_study", failing_on_the_second_study)
     with pytest.raises(OrthancError, match="stopped answering"):
-        worklist_completion(fed.pk)
+        worklist_completion(quiet_fed.pk)
     # Each upload's changes: instance, series, study, patient; the second study is change 7.
     assert calls == [start + 3, start + 7]
-    assert WorklistState.objects.get(deployment=fed).last_change_seq == start + 6
+    assert WorklistState.objects.get(deployment=quiet_fed).last_change_seq == start + 6
