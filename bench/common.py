@@ -2,7 +2,6 @@
 
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -11,6 +10,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.ports import free_port  # noqa: E402, F401  (the benchmarks import it from here)
 
 
 def setup_django(name, database_url=None, var=None):
@@ -24,7 +26,6 @@ def setup_django(name, database_url=None, var=None):
             "DJANGO_SETTINGS_MODULE": "portal.settings",
         }
     )
-    sys.path.insert(0, str(ROOT))
     import django
 
     django.setup()
@@ -34,10 +35,6 @@ def setup_django(name, database_url=None, var=None):
     return var
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_postgres():

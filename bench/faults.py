@@ -39,6 +39,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from tests.ports import free_port  # noqa: E402
+
 ROUNDS = int(os.environ.get("FAULT_ROUNDS", 100))
 ONLY = [n for n in os.environ.get("FAULT_ONLY", "").split(",") if n]
 # How long a recovery may take before an intent still pending counts as lost.
@@ -50,10 +53,6 @@ LOST_AFTER = timedelta(seconds=4)
 random.seed(int(os.environ.get("FAULT_SEED", 13)))
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait(predicate, timeout, interval=0.05, what="condition"):

@@ -26,6 +26,7 @@ from deployments.push import write_files
 from deployments.render import probe_of, render_deployment
 from deployments.service import LocalService
 from portal.roles import ADMIN, SCHEDULER, VIEWER
+from tests.ports import free_port  # noqa: F401  (the suite imports it from here)
 
 ROOT = Path(__file__).resolve().parent.parent
 # Under `make mutation` the tests run in mutmut's copy of the project (mutants/), whose
@@ -40,21 +41,6 @@ def require_binary(path_or_name, package):
     if not found:
         pytest.fail(f"{path_or_name} is missing: " + SETUP_HINT.format(package), pytrace=False)
     return found
-
-
-_GIVEN_PORTS = set()
-
-
-def free_port():
-    """A free loopback port, never one this process was given before: the kernel may hand out the
-    port it just freed again, and an Orthanc then got the same port for HTTP and DICOM."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _GIVEN_PORTS:
-            _GIVEN_PORTS.add(port)
-            return port
 
 
 def wait_for(predicate, timeout=10.0, interval=0.1, message="condition"):

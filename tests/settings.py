@@ -1,20 +1,15 @@
 """Settings of the test suite: the environment it needs, then the portal's own settings."""
 
 import os
-import socket
 
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.ports import free_port
 
 
 os.environ.setdefault("DEBUG", "1")
 # The suite starts its own Redis on this port (tests/conftest.py); until then, nothing answers
 # there, which is how the "Redis down" tests see it.
 # Inherited by the worker processes the tests start, so they all agree on the port.
-os.environ.setdefault("PORTAL_TEST_BROKER_URL", f"redis://127.0.0.1:{_free_port()}/0")
+os.environ.setdefault("PORTAL_TEST_BROKER_URL", f"redis://127.0.0.1:{free_port()}/0")
 os.environ["CELERY_BROKER_URL"] = os.environ["PORTAL_TEST_BROKER_URL"]
 os.environ["EMAIL_URL"] = "consolemail://"
 # Playwright's sync API runs an event loop in the test thread; the ORM calls of the test itself
