@@ -35,8 +35,6 @@ def setup_django(name, database_url=None, var=None):
     return var
 
 
-
-
 def start_postgres():
     """A throwaway PostgreSQL (the production database of the compose file) in its own temporary
     folder, run as the postgres user, trusting local connections; (process, DATABASE_URL)."""

@@ -53,8 +53,6 @@ LOST_AFTER = timedelta(seconds=4)
 random.seed(int(os.environ.get("FAULT_SEED", 13)))
 
 
-
-
 def wait(predicate, timeout, interval=0.05, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -7,7 +7,6 @@ component fails the test with the setup step to run, never a skip.
 import functools
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time

@@ -4,7 +4,6 @@ import os
 
 from tests.ports import free_port
 
-
 os.environ.setdefault("DEBUG", "1")
 # The suite starts its own Redis on this port (tests/conftest.py); until then, nothing answers
 # there, which is how the "Redis down" tests see it.
