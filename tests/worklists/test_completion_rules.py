@@ -378,28 +378,33 @@ def test_a_study_without_an_accession_number_matches_by_its_uid_only(fed):
     assert (by_uid.status, by_accession.status) == (Status.IN_PROGRESS, Status.SCHEDULED)
 
 
-@pytest.mark.orthanc
-def test_each_page_read_is_recorded_so_a_poll_that_fails_midway_resumes_after_it(quiet_fed, monkeypatch):
-    monkeypatch.setattr(completion, "PAGE", 4)  # one upload's four changes a page
-    for n in range(3):
-        make_entry(quiet_fed, accession=f"RESUME-{n}")
-        quiet_fed.client.upload(make_instance(patient_id=f"PR{n}", accession=f"RESUME-{n}"))
-    start = WorklistState.objects.get(deployment=quiet_fed).last_change_seq
-    handle = completion._handle_study
-    calls = []
+def _two_study_pages_failing_at_the_second(deployment, monkeypatch, count, error):
+    """``count`` uploads, one page each (an upload makes four changes); the poll's handling of the
+    second study raises ``error``. Returns (the feed's position before, the changes handled)."""
+    monkeypatch.setattr(completion, "PAGE", 4)
+    for n in range(count):
+        make_entry(deployment, accession=f"MID-{n}")
+        deployment.client.upload(make_instance(patient_id=f"PM{n}", accession=f"MID-{n}"))
+    start = WorklistState.objects.get(deployment=deployment).last_change_seq
+    handle, calls = completion._handle_study, []
 
     def failing_on_the_second_study(deployment, client, change):
-        calls.append(change["ID"])
+        calls.append(change["Seq"])
         if len(calls) == 2:
-            raise RuntimeError("the worker died")
+            raise error
         return handle(deployment, client, change)
 
     monkeypatch.setattr(completion, "_handle_study", failing_on_the_second_study)
-    with pytest.raises(RuntimeError):
-        worklist_completion(quiet_fed.pk)
-    assert WorklistState.objects.get(deployment=quiet_fed).last_change_seq == start + 4  # the first page
-
+    with pytest.raises(type(error)):
+        worklist_completion(deployment.pk)
     monkeypatch.setattr(completion, "_handle_study", handle)
+    return start, calls
+
+
+@pytest.mark.orthanc
+def test_each_page_read_is_recorded_so_a_poll_that_fails_midway_resumes_after_it(quiet_fed, monkeypatch):
+    start, _ = _two_study_pages_failing_at_the_second(quiet_fed, monkeypatch, 3, RuntimeError("the worker died"))
+    assert WorklistState.objects.get(deployment=quiet_fed).last_change_seq == start + 4  # the first page
     assert worklist_completion(quiet_fed.pk)["matched"] == 2
 
 
@@ -420,23 +425,8 @@ def test_a_long_error_of_orthanc_fits_its_column(fed, monkeypatch):
 
 @pytest.mark.orthanc
 def test_an_orthanc_error_midway_through_a_page_keeps_the_changes_read_before_it(quiet_fed, monkeypatch):
-    monkeypatch.setattr(completion, "PAGE", 4)  # one upload's four changes a page
-    for n in range(2):
-        make_entry(quiet_fed, accession=f"MID-{n}")
-        quiet_fed.client.upload(make_instance(patient_id=f"PM{n}", accession=f"MID-{n}"))
-    start = WorklistState.objects.get(deployment=quiet_fed).last_change_seq
-    handle = completion._handle_study
-    calls = []
-
-    def failing_on_the_second_study(deployment, client, change):
-        calls.append(change["Seq"])
-        if len(calls) == 2:
-            raise OrthancError("Orthanc stopped answering")
-        return handle(deployment, client, change)
-
-    monkeypatch.setattr(completion, "_handle_study", failing_on_the_second_study)
-    with pytest.raises(OrthancError, match="stopped answering"):
-        worklist_completion(quiet_fed.pk)
+    error = OrthancError("Orthanc stopped answering")
+    start, calls = _two_study_pages_failing_at_the_second(quiet_fed, monkeypatch, 2, error)
     # Each upload's changes: instance, series, study, patient; the second study is change 7.
     assert calls == [start + 3, start + 7]
     assert WorklistState.objects.get(deployment=quiet_fed).last_change_seq == start + 6
