@@ -1,6 +1,7 @@
 """The MPPS tests' parts: the real ``manage.py mpps_scp`` process against the test database, a
 real Orthanc serving the worklist folder, and pynetdicom as the ultrasound machine."""
 
+import contextlib
 import datetime
 import os
 import socket
@@ -101,6 +102,17 @@ def machine(port, calling="US1", called="TESTPACS", address="127.0.0.1"):
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 10
     ae.add_requested_context(ModalityPerformedProcedureStep)
     return ae.associate("127.0.0.1", port, ae_title=called, bind_address=(address, 0))
+
+
+@contextlib.contextmanager
+def connected(scp, **machine_args):
+    """An association of the machine with the SCP, established (or the SCP's log says why not)."""
+    assoc = machine(scp.port, **machine_args)
+    assert assoc.is_established, scp.output()
+    try:
+        yield assoc
+    finally:
+        assoc.release()
 
 
 def in_progress(entry=None, study_uid=None, accession=None, step_id=None):

@@ -9,7 +9,15 @@ from pydicom.uid import generate_uid
 from pynetdicom.dimse_primitives import N_CREATE
 from pynetdicom.sop_class import ModalityPerformedProcedureStep
 
-from tests.interfaces.mpps_fixtures import in_progress, machine, mpps_orthanc, mpps_scp, mpps_scp_factory, n_create
+from tests.interfaces.mpps_fixtures import (
+    connected,
+    in_progress,
+    machine,
+    mpps_orthanc,
+    mpps_scp,
+    mpps_scp_factory,
+    n_create,
+)
 from tests.worklists.conftest import cfind, make_entry
 from worklists.interfaces.mpps.models import PerformedStep
 from worklists.models import WorklistEntry
@@ -56,9 +64,7 @@ def test_malformed_datasets_get_an_error_status_and_the_scp_keeps_serving(mpps_o
     wrong_status.PerformedProcedureStepStatus = "COMPLETED"  # a step is created IN PROGRESS
     no_steps = in_progress(first)
     del no_steps.ScheduledStepAttributesSequence
-    assoc = machine(mpps_scp.port)
-    assert assoc.is_established
-    try:
+    with connected(mpps_scp) as assoc:
         status, _, comment = n_create(assoc, wrong_status)
         assert (status, comment) == (0x0106, "N-CREATE with status 'COMPLETED', not 'IN PROGRESS'")
         status, _, comment = n_create(assoc, no_steps)
@@ -69,15 +75,9 @@ def test_malformed_datasets_get_an_error_status_and_the_scp_keeps_serving(mpps_o
         assert _accessions(mpps_orthanc) == ["BAD-1", "BAD-2"]
         # The same association goes on.
         assert n_create(assoc, in_progress(first))[0] == 0x0000
-    finally:
-        assoc.release()
     # And the next machine is served.
-    other = machine(mpps_scp.port, calling="US2")
-    assert other.is_established
-    try:
+    with connected(mpps_scp, calling="US2") as other:
         assert n_create(other, in_progress(second))[0] == 0x0000
-    finally:
-        other.release()
 
     assert _accessions(mpps_orthanc) == []
     assert set(WorklistEntry.objects.values_list("status", flat=True)) == {WorklistEntry.Status.IN_PROGRESS}
@@ -97,11 +97,8 @@ def test_a_machine_that_drops_the_connection_mid_association_leaves_the_scp_serv
     dropped = machine(mpps_scp.port)
     assert dropped.is_established
     dropped.abort()
-    assoc = machine(mpps_scp.port)
-    try:
+    with connected(mpps_scp) as assoc:
         assert n_create(assoc, in_progress(entry))[0] == 0x0000
-    finally:
-        assoc.release()
     assert _accessions(mpps_orthanc) == []
 
 
@@ -116,12 +113,8 @@ def test_a_connection_that_sends_half_a_pdu_and_waits_does_not_hold_up_the_other
     stuck = socket.create_connection(("127.0.0.1", mpps_scp.port))
     try:
         stuck.sendall(b"\x01\x00\x00\x00\x00\xc8" + b"\x00" * 10)
-        assoc = machine(mpps_scp.port)
-        assert assoc.is_established
-        try:
+        with connected(mpps_scp) as assoc:
             assert n_create(assoc, in_progress(entry))[0] == 0x0000
-        finally:
-            assoc.release()
     finally:
         stuck.close()
     assert _accessions(mpps_orthanc) == []

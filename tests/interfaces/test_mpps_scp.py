@@ -5,6 +5,7 @@ import pytest
 
 from portal.models import AuditEntry
 from tests.interfaces.mpps_fixtures import (
+    connected,
     final,
     in_progress,
     machine,
@@ -40,12 +41,8 @@ def _two_entries(instance):
 @pytest.mark.orthanc
 def test_mpps_in_progress_from_the_registered_station_takes_the_entry_off_the_machines_list(mpps_orthanc, mpps_scp):
     first, second = _two_entries(mpps_orthanc)
-    assoc = machine(mpps_scp.port)
-    assert assoc.is_established, mpps_scp.output()
-    try:
+    with connected(mpps_scp) as assoc:
         status, uid, _ = n_create(assoc, in_progress(first))
-    finally:
-        assoc.release()
     assert status == 0x0000, mpps_scp.output()
 
     # The very next query, nothing else ran: the SCP answered after the folder was synced.
@@ -75,11 +72,8 @@ def test_mpps_in_progress_from_the_registered_station_takes_the_entry_off_the_ma
 @pytest.mark.orthanc
 def test_an_entry_is_found_by_its_accession_number_when_the_machine_made_its_own_study_uid(mpps_orthanc, mpps_scp):
     first, _ = _two_entries(mpps_orthanc)
-    assoc = machine(mpps_scp.port)
-    try:
+    with connected(mpps_scp) as assoc:
         status, _, _ = n_create(assoc, in_progress(first, study_uid="1.2.3.4.5.6.7"))
-    finally:
-        assoc.release()
     assert status == 0x0000
     assert _accessions(mpps_orthanc) == ["MPPS-2"]
     first.refresh_from_db()
@@ -89,8 +83,7 @@ def test_an_entry_is_found_by_its_accession_number_when_the_machine_made_its_own
 @pytest.mark.orthanc
 def test_mpps_completed_closes_the_entry_and_the_closed_step_takes_no_more_updates(mpps_orthanc, mpps_scp):
     first, _ = _two_entries(mpps_orthanc)
-    assoc = machine(mpps_scp.port)
-    try:
+    with connected(mpps_scp) as assoc:
         assert n_create(assoc, in_progress(first))[0] == 0x0000
         uid = PerformedStep.objects.get().sop_instance_uid
         assert n_set(assoc, final("COMPLETED"), uid) == (0x0000, "")
@@ -98,8 +91,6 @@ def test_mpps_completed_closes_the_entry_and_the_closed_step_takes_no_more_updat
         assert first.status == Status.COMPLETED
         # PS3.4 F.7.2.2: a completed step may no longer be updated.
         status, comment = n_set(assoc, final("DISCONTINUED", REASON), uid)
-    finally:
-        assoc.release()
     assert status == 0x0110 and "COMPLETED" in comment
     first.refresh_from_db()
     assert first.status == Status.COMPLETED
@@ -117,13 +108,10 @@ def test_mpps_completed_closes_the_entry_and_the_closed_step_takes_no_more_updat
 @pytest.mark.orthanc
 def test_mpps_discontinued_records_the_reason_the_machine_gives(mpps_orthanc, mpps_scp):
     first, _ = _two_entries(mpps_orthanc)
-    assoc = machine(mpps_scp.port)
-    try:
+    with connected(mpps_scp) as assoc:
         assert n_create(assoc, in_progress(first))[0] == 0x0000
         uid = PerformedStep.objects.get().sop_instance_uid
         assert n_set(assoc, final("DISCONTINUED", REASON), uid) == (0x0000, "")
-    finally:
-        assoc.release()
     first.refresh_from_db()
     assert first.status == Status.DISCONTINUED
     step = PerformedStep.objects.get()
@@ -178,23 +166,16 @@ def test_a_registered_ae_title_from_another_address_is_refused_and_one_registere
 
     # The same address is accepted for a station registered there (the refusal was the address).
     Modality.objects.create(deployment=mpps_orthanc.deployment, name="us3", aet="US3", host="127.0.0.2", port=104)
-    assoc = machine(mpps_scp.port, calling="US3", address="127.0.0.2")
-    assert assoc.is_established
-    try:
+    with connected(mpps_scp, calling="US3", address="127.0.0.2") as assoc:
         assert n_create(assoc, in_progress(first))[0] == 0x0000
-    finally:
-        assoc.release()
     assert _accessions(mpps_orthanc) == ["MPPS-2"]
 
 
 @pytest.mark.orthanc
 def test_n_set_for_an_unknown_sop_instance_gets_no_such_sop_instance(mpps_orthanc, mpps_scp):
     first, _ = _two_entries(mpps_orthanc)
-    assoc = machine(mpps_scp.port)
-    try:
+    with connected(mpps_scp) as assoc:
         status, comment = n_set(assoc, final("COMPLETED"), "1.2.826.0.1.3680043.8.498.999999")
-    finally:
-        assoc.release()
     assert status == 0x0112 and "no performed step" in comment
     _nothing_changed(mpps_orthanc, first)
     assert "N-SET 1.2.826.0.1.3680043.8.498.999999 from US1 at 127.0.0.1 (mpps) refused (0x0112)" in mpps_scp.output()
@@ -205,11 +186,8 @@ def test_n_set_from_a_station_of_another_deployment_cannot_reach_this_ones_step(
     from deployments.models import Deployment, Modality
 
     first, _ = _two_entries(mpps_orthanc)
-    assoc = machine(mpps_scp.port)
-    try:
+    with connected(mpps_scp) as assoc:
         _, uid, _ = n_create(assoc, in_progress(first))
-    finally:
-        assoc.release()
     other = Deployment.objects.create(
         name="Other clinic",
         slug="other",
@@ -221,12 +199,8 @@ def test_n_set_from_a_station_of_another_deployment_cannot_reach_this_ones_step(
         worklists_dir=str(tmp_path / "w"),
     )
     Modality.objects.create(deployment=other, name="o1", aet="OTHER1", host="127.0.0.1", port=104)
-    assoc = machine(mpps_scp.port, calling="OTHER1", called="OTHERPACS")
-    assert assoc.is_established
-    try:
+    with connected(mpps_scp, calling="OTHER1", called="OTHERPACS") as assoc:
         assert n_set(assoc, final("COMPLETED"), uid)[0] == 0x0112
-    finally:
-        assoc.release()
     first.refresh_from_db()
     assert first.status == Status.IN_PROGRESS
 
@@ -234,12 +208,9 @@ def test_n_set_from_a_station_of_another_deployment_cannot_reach_this_ones_step(
 @pytest.mark.orthanc
 def test_a_duplicate_n_create_is_refused_and_changes_nothing(mpps_orthanc, mpps_scp):
     first, second = _two_entries(mpps_orthanc)
-    assoc = machine(mpps_scp.port)
-    try:
+    with connected(mpps_scp) as assoc:
         _, uid, _ = n_create(assoc, in_progress(first))
         status, _, comment = n_create(assoc, in_progress(second), uid=uid)
-    finally:
-        assoc.release()
     assert status == 0x0111 and "exists already" in comment
     second.refresh_from_db()
     assert second.status == Status.SCHEDULED
@@ -273,12 +244,8 @@ def test_an_scp_serving_another_deployment_only_refuses_this_ones_stations(mpps_
 def test_the_configured_mpps_ae_title_is_answered_for_the_stations_deployment(mpps_orthanc, mpps_scp_factory):
     first, _ = _two_entries(mpps_orthanc)
     scp = mpps_scp_factory(env={"MPPS_AE_TITLE": "CLINICMPPS"})
-    assoc = machine(scp.port, called="CLINICMPPS")
-    assert assoc.is_established, scp.output()
-    try:
+    with connected(scp, called="CLINICMPPS") as assoc:
         assert n_create(assoc, in_progress(first))[0] == 0x0000
-    finally:
-        assoc.release()
     assert _accessions(mpps_orthanc) == ["MPPS-2"]
     assert PerformedStep.objects.get().deployment == mpps_orthanc.deployment
 
@@ -293,24 +260,18 @@ def test_with_orthancs_classic_worklists_plugin_too_the_started_entry_leaves_the
     instance.start()
     instance.save_deployment()
     first, _ = _two_entries(instance)
-    assoc = machine(mpps_scp.port)
-    try:
+    with connected(mpps_scp) as assoc:
         assert n_create(assoc, in_progress(first))[0] == 0x0000
-    finally:
-        assoc.release()
     assert _accessions(instance) == ["MPPS-2"]
 
 
 @pytest.mark.orthanc
 def test_an_unscheduled_exam_is_accepted_and_kept_without_an_entry(mpps_orthanc, mpps_scp):
     first, _ = _two_entries(mpps_orthanc)
-    assoc = machine(mpps_scp.port)
-    try:
+    with connected(mpps_scp) as assoc:
         status, uid, _ = n_create(assoc, in_progress(study_uid="1.2.3.999", accession="", step_id=""))
         assert status == 0x0000
         assert n_set(assoc, final("COMPLETED"), uid)[0] == 0x0000
-    finally:
-        assoc.release()
     step = PerformedStep.objects.get(sop_instance_uid=uid)
     assert step.status == PerformedStep.Status.COMPLETED and not step.entries.exists()
     assert step.messages.count() == 2
@@ -332,13 +293,10 @@ def test_mpps_for_an_entry_the_fallback_completed_first_leaves_it_completed(mpps
         study_arrived(mpps_orthanc.deployment, first.accession_number, first.study_instance_uid, stable=True)
     first.refresh_from_db()
     assert first.status == Status.COMPLETED
-    assoc = machine(mpps_scp.port)
-    try:
+    with connected(mpps_scp) as assoc:
         status, uid, _ = n_create(assoc, in_progress(first))
         assert status == 0x0000
         assert n_set(assoc, final("DISCONTINUED", REASON), uid)[0] == 0x0000
-    finally:
-        assoc.release()
     first.refresh_from_db()
     assert first.status == Status.COMPLETED and first.station_started_at is None
     step = PerformedStep.objects.get(sop_instance_uid=uid)

@@ -5,9 +5,9 @@ import pytest
 
 from tests.dicomfiles import make_instance
 from tests.interfaces.mpps_fixtures import (
+    connected,
     final,
     in_progress,
-    machine,
     mpps_orthanc,
     mpps_scp,
     mpps_scp_factory,
@@ -31,13 +31,10 @@ def test_the_completion_from_orthancs_changes_leaves_an_entry_mpps_discontinued_
     stopped = make_entry(d, accession="FIGHT-1", at="09:00")
     started = make_entry(d, accession="FIGHT-2", at="09:30")
     worklist_sync(d.pk)
-    assoc = machine(mpps_scp.port)
-    try:
+    with connected(mpps_scp) as assoc:
         _, uid, _ = n_create(assoc, in_progress(stopped))
         assert n_set(assoc, final("DISCONTINUED", ("110526", "DCM", "Resource failure")), uid)[0] == 0x0000
         assert n_create(assoc, in_progress(started))[0] == 0x0000
-    finally:
-        assoc.release()
 
     # The machine had sent images of both before it stopped; Orthanc's changes report them.
     for entry in (stopped, started):
