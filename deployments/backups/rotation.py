@@ -43,7 +43,7 @@ def kept(schedule):
 def drills_due(schedule) -> list[BackupRun]:
     """Today's drills: the snapshots verified least recently, enough of them that every snapshot
     kept is drilled within DRILL_CYCLE_DAYS. A snapshot never drilled counts from its run, which
-    read back against Orthanc's MD5 every file it sent (and a sample of those it linked); so an hourly snapshot pruned within a day is
+    checked against Orthanc's MD5 every file it sent (and read back a sample of those it linked); so an hourly snapshot pruned within a day is
     not drilled, and one kept a month is."""
     runs = list(kept(schedule).order_by(Coalesce("drill_at", "created_at"), "created_at", "id"))
     if not runs:

@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import re
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -50,10 +51,13 @@ log = logging.getLogger(__name__)
 # Left by runs of portal versions that renamed a finished snapshot: removed like any unfinished one.
 PARTIAL = ".partial"
 VERIFY_STREAMS = 2  # rsync --checksum processes reading a snapshot back on the target at once
-# Each run reads back the files it sent and, in turn, enough of the hard-linked ones that every one
-# is read again within this many runs (besides the daily sample and drills of rotation.py).
+# Each run checks the files it sent and reads back, in turn, enough of the hard-linked ones that
+# every one is read again within this many runs (besides the daily sample and drills of rotation.py).
 VERIFY_CYCLE_RUNS = 28
-SENT_FORMAT = "sent %i %n"  # rsync's --log-file line of each item: its change code and its name
+# rsync's --log-file line of each item: its change code, the whole-file checksum of what it sent
+# (MD5 with --checksum-choice=md5; 32 spaces when it sent no data) and its name.
+SENT_FORMAT = "sent %i %C %n"
+SENT_RE = re.compile(r"\] sent ([<>]f\S{9}) ([0-9a-f]{32}| {32}) (.+)$")
 
 
 def verify_sample():
@@ -114,9 +118,10 @@ class Snapshotter:
         self.wire = 0
         self.index_files = {}
         self.checksums = {}  # storage path → MD5 as Orthanc's index records it
-        self.verified = False  # every storage file of the new snapshot read back and matching
+        self.verified = False  # every storage file of the new snapshot checked and matching
         self.index_mtimes = {}  # index file → its mtime (ns), as rsync -a gave it to the target's copy
         self.sent = set()  # storage paths whose data this run's rsync sent (its --log-file)
+        self.sent_md5 = {}  # storage path → MD5 of the data rsync sent, which the target checked on writing
         self.sent_known = True  # False when that list did not account for every file rsync sent
         self.verify_record = {}  # what the run read back, kept in the manifest: the next run goes on from it
         self.previous_manifest = None
@@ -272,19 +277,23 @@ class Snapshotter:
             self._record_sent(read(), stats)
         return stats
 
-    def _record_sent(self, names, stats):
-        """Which storage files an rsync sent: what the run must read back."""
-        if len(names) != stats["transferred_files"]:
+    def _record_sent(self, sent, stats):
+        """Which storage files an rsync sent, with the MD5 of what it sent: what the run must check."""
+        if len(sent) != stats["transferred_files"]:
             self.sent_known = False
             self.note(
-                f"rsync listed {len(names)} files sent but counted {stats['transferred_files']}: "
+                f"rsync listed {len(sent)} files sent but counted {stats['transferred_files']}: "
                 "every storage file will be read back"
             )
-        self.sent.update(n.removeprefix("storage/") for n in names if n.startswith("storage/"))
+        for name, md5 in sent:  # in order: a later send of a file (the stopped copy's) is what the target holds
+            if name.startswith("storage/"):
+                rel = name.removeprefix("storage/")
+                self.sent.add(rel)
+                self.sent_md5[rel] = md5
 
     def _to_verify(self):
-        """The storage files this run reads back: each one it sent, and a rotating sample of those
-        hard-linked to the previous snapshot (read back by the run that sent them), going on where the
+        """The storage files this run checks: each one it sent, and a rotating sample of those
+        hard-linked to the previous snapshot (checked by the run that sent them), going on where the
         previous snapshot's sample stopped. All of them when which files were sent is not known."""
         everything = sorted(self.checksums)
         if not self.sent_known:
@@ -451,15 +460,34 @@ class Snapshotter:
         return storage_files(storage, index == storage) if self.schedule.include_storage else {}
 
     def _verify(self, ssh, stage, name, previous):
-        """Read back on the target, against Orthanc's MD5, the storage files this run sent and a
-        rotating sample of the hard-linked ones (_to_verify).
-        A mismatch is a file hard-linked from a damaged older snapshot (or a bad write): it is sent
-        again (a new file, the old one left as it is) and named. Returns the names; raises if the
-        second reading still differs."""
+        """Check against Orthanc's MD5 the storage files this run sent and a rotating sample of the
+        hard-linked ones, read back on the target (_to_verify).
+        A file sent with another MD5 was read so from Orthanc's storage: the run fails, naming it.
+        A mismatch read back is a file hard-linked from a damaged older snapshot (or a bad write):
+        it is sent again (a new file, the old one left as it is) and named. Returns the names;
+        raises if the second reading still differs."""
         if not self.checksums or not self.schedule.include_storage:
             return []
         names, scope = self._to_verify()
-        damaged = damaged_files({rel: self.checksums[rel] for rel in names}, self._remote_md5(ssh, name, names))
+        # A file this run sent needs no reading back: rsync's MD5 of the data it read and sent (%C,
+        # SENT_FORMAT) is checked by the target's rsync against the data it wrote, before the file
+        # takes its name (a mismatch is sent again, then fails the copy). That sum equal to Orthanc's
+        # proves the file in the snapshot holds Orthanc's bytes, as a read-back would: one made right
+        # after the write reads the target's page cache, not its disk. Later damage on the disk is
+        # what the rotating sample below, the daily sample and the drills read back for. Should
+        # rsync's list not account for every file it sent, all of them are read back instead.
+        sent_md5 = self.sent_md5 if self.sent_known else {}
+        sums = {rel: sent_md5[rel] for rel in names if sent_md5.get(rel)}
+        read = [rel for rel in names if rel not in sums]
+        sums.update(self._remote_md5(ssh, name, read) if read else {})
+        damaged = damaged_files({rel: self.checksums[rel] for rel in names}, sums)
+        scope += f"; {len(read)} read back on the target, the others by rsync's MD5 of what it sent"
+        at_source = [rel for rel in damaged if rel not in read]
+        if at_source:  # sending them again would send the same bytes
+            raise RuntimeError(
+                "storage files in Orthanc's own storage differ from the MD5 Orthanc recorded for them "
+                f"(rsync read and sent other bytes): {', '.join(at_source)}"
+            )
         if not damaged:
             self.note(f"verified {len(names)} storage files against Orthanc's MD5 ({scope})")
             self.verified = True
@@ -544,12 +572,15 @@ class Snapshotter:
 
 @contextmanager
 def sent_log(stage):
-    """rsync options that make it list, in a local file, each item it sends; yields them and a
-    function that reads the regular files it sent (paths relative to the copy's root). The file is
-    in the stage (which the guardian removes should the run die), left out of the copy."""
+    """rsync options that make it list, in a local file, each item it sends with the MD5 of the
+    data sent; yields them and a function that reads the regular files it sent (paths relative to
+    the copy's root, with that MD5). The file is in the stage (which the guardian removes should the
+    run die), left out of the copy."""
     with tempfile.NamedTemporaryFile("r", dir=stage, prefix=".portal-sent-", suffix=".log") as log_file:
         yield (
             [
+                # MD5 as the transfer's own whole-file checksum: Orthanc's hash, so %C can be compared with it.
+                "--checksum-choice=md5",
                 f"--exclude=/{Path(log_file.name).name}",
                 f"--log-file={log_file.name}",
                 f"--log-file-format={SENT_FORMAT}",
@@ -558,16 +589,15 @@ def sent_log(stage):
         )
 
 
-def parse_sent(text) -> list[str]:
-    """The names of the regular files a --log-file (SENT_FORMAT) says rsync sent: change code
-    '<f' (sent; a local copy writes '>f'), the other lines (links, directories, summaries) left out."""
-    names = []
+def parse_sent(text) -> list[tuple[str, str]]:
+    """(name, MD5) of each regular file a --log-file (SENT_FORMAT) says rsync sent, in order: change
+    code '<f' (sent; a local copy writes '>f'), the other lines (links, directories, summaries) left
+    out. The MD5 is "" when rsync printed none."""
+    sent = []
     for line in text.splitlines():
-        _, marker, rest = line.partition("] sent ")
-        code, _, name = rest.partition(" ")
-        if marker and len(code) == 11 and code[:2] in ("<f", ">f"):
-            names.append(name)
-    return names
+        if match := SENT_RE.search(line):
+            sent.append((match[3], match[2].strip()))
+    return sent
 
 
 def last_change_of(deployment):

@@ -1,7 +1,8 @@
 """End-to-end integrity: each snapshot's manifest carries Orthanc's own MD5 of every attachment,
-each run reads back what it wrote on the target, and a file damaged in an older snapshot (same size,
-same time: rsync's quick check cannot see it) is not carried on as a hard link but sent again and
-named."""
+each run checks what it wrote on the target (rsync's MD5 of each file it sent, which the target
+checked on writing; a rotating sample of the hard-linked files read back), and a file damaged in
+an older snapshot (same size, same time: rsync's quick check cannot see it) is not carried on as
+a hard link but sent again and named."""
 
 import hashlib
 import json
@@ -88,12 +89,71 @@ def test_a_file_damaged_in_the_previous_snapshot_is_sent_again_and_the_run_names
     assert victim in mail.body
 
 
+def test_rsync_s_checksum_of_each_file_it_sends_is_the_md5_of_that_file_so_a_first_run_reads_nothing_back(
+    backup_setup, tmp_path
+):
+    from pathlib import Path
+
+    from deployments.backups.run import sent_log
+    from deployments.backups.ssh import Session
+
+    setup = backup_setup()
+    upload_studies(setup.orthanc.client(), studies=1, per_study=3)
+    storage = Path(setup.deployment.storage_dir)
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    (stage / "storage").symlink_to(storage)
+    setup.target.mkdir(parents=True, exist_ok=True)
+
+    with Session(setup.schedule) as ssh, sent_log(stage) as (options, read):
+        ssh.rsync([f"{stage}/"], ssh.remote("probe/"), ["-L", "--exclude=/storage/index*", *options])
+        sent = read()
+
+    files = sorted(
+        str(p.relative_to(stage))
+        for p in (stage / "storage").rglob("*")
+        if p.is_file() and not p.name.startswith("index")
+    )
+    assert sorted(name for name, _ in sent) == files and len(files) == 3
+    for name, sum_sent in sent:  # what the run compares with Orthanc's MD5 instead of reading the copy back
+        assert sum_sent == md5(stage / name) == md5(setup.target / "probe" / name)
+
+    run = setup.run()
+
+    assert run.state == BackupRun.State.SUCCEEDED, run.error
+    assert (
+        "verified 3 storage files against Orthanc's MD5 (the 3 sent and 0 of the 0 hard-linked in turn; "
+        "0 read back on the target, the others by rsync's MD5 of what it sent)"
+    ) in run.log_tail
+
+
+def test_a_file_in_orthanc_s_storage_that_no_longer_matches_orthanc_s_md5_fails_the_run_and_is_named(backup_setup):
+    from pathlib import Path
+
+    setup = backup_setup()
+    upload_studies(setup.orthanc.client(), studies=1, per_study=3)
+    storage = Path(setup.deployment.storage_dir)
+    victim = sorted(str(p.relative_to(storage)) for p in storage.rglob("*") if p.is_file() and "-" in p.name)[0]
+    damage_in_place(storage / victim)  # rsync sends these bytes, and its MD5 of them is not Orthanc's
+
+    run = setup.run()
+
+    assert run.state == BackupRun.State.FAILED
+    assert run.error == (
+        "storage files in Orthanc's own storage differ from the MD5 Orthanc recorded for them "
+        f"(rsync read and sent other bytes): {victim}"
+    )
+    assert setup.snapshots() == []  # no snapshot holds the bad copy as good
+
+
 def inodes(setup, run):
     storage = setup.target / run.snapshot / "storage"
     return {str(p.relative_to(storage)): p.stat().st_ino for p in storage.rglob("*") if p.is_file()}
 
 
-def test_a_run_reads_back_every_file_it_sent_and_in_turn_a_sample_of_the_hard_linked_ones(backup_setup, settings):
+def test_a_run_checks_every_file_it_sent_and_reads_back_in_turn_a_sample_of_the_hard_linked_ones(
+    backup_setup, settings
+):
     settings.BACKUP_VERIFY_SAMPLE = 2
     setup = backup_setup()
     client = setup.orthanc.client()
@@ -109,9 +169,10 @@ def test_a_run_reads_back_every_file_it_sent_and_in_turn_a_sample_of_the_hard_li
     record = manifest_of(setup, second)["verify"]
     assert len(written) == 2 and record["sent"] == 2 and record["linked"] == 3 and len(record["sampled"]) == 2
     assert not set(record["sampled"]) & set(written)
-    assert "verified 4 storage files against Orthanc's MD5 (the 2 sent and 2 of the 3 hard-linked in turn)" in (
-        second.log_tail
-    )
+    assert (
+        "verified 4 storage files against Orthanc's MD5 (the 2 sent and 2 of the 3 hard-linked in turn; "
+        "2 read back on the target, the others by rsync's MD5 of what it sent)"
+    ) in second.log_tail
     assert manifest_of(setup, second)["verified"] is True
     assert not list(setup.target.rglob(".portal-sent-*"))  # rsync's list of what it sent stays local
 
@@ -132,7 +193,7 @@ def test_with_nothing_changed_damage_in_a_hard_linked_file_is_found_when_the_rot
     assert manifest_of(setup, second)["verify"]["sampled"] == files[:2]
     assert "DAMAGED" not in second.log_tail  # not read this time: carried on as a hard link
     assert inodes(setup, second)[victim] == inodes(setup, first)[victim]
-    assert "verified 2 storage files against Orthanc's MD5 (the 0 sent and 2 of the 5 hard-linked in turn)" in (
+    assert "verified 2 storage files against Orthanc's MD5 (the 0 sent and 2 of the 5 hard-linked in turn; 2 read" in (
         second.log_tail
     )
 
