@@ -1,13 +1,20 @@
 """The agent's PostgreSQL role, as manage.py site_agent_setup writes it, in a real PostgreSQL with
 the portal's schema: the site's work goes through (heartbeat, job rows, the render of a push, a
-worklist sync with its audit entries), who may log in and the audit log stay out of reach."""
+worklist sync with its audit entries), who may log in and the audit log stay out of reach, and
+row-level security keeps each site's agent to its own site's rows."""
 
 import os
 import subprocess
 import sys
 import textwrap
+import uuid
 from urllib.parse import urlsplit
 
+import psycopg
+import pytest
+from psycopg import sql
+
+from deployments.agent_setup import AGENT_APPEND_TABLES, limited_tables, site_condition
 from tests.conftest import ROOT, require_binary
 
 
@@ -105,3 +112,152 @@ def test_the_agents_database_role_does_its_sites_work_and_reads_no_accounts(post
             check=False,
         )
         assert denied.returncode != 0 and "permission denied" in denied.stderr, (query, denied.stderr[-1500:])
+
+
+# One row of every table limited to a site, for each of two sites (as the portal writes them).
+TWO_SITES = """
+from datetime import date, time
+from deployments.models import Adoption, ConfigRevision, Deployment, Modality, OrthancUser, PushLogin, SecurityAudit
+from portal import audit
+from portal.models import AuditEntry, Job
+from worklists.models import Patient, WorklistEntry, WorklistState
+
+for slug in ("north", "south"):
+    site = Deployment.objects.create(name=slug, slug=slug, orthanc_url="http://127.0.0.1:1", config_dir=f"/tmp/{slug}")
+    Modality.objects.create(deployment=site, name="US1", aet="US1", host="10.0.0.1")
+    OrthancUser.objects.create(deployment=site, username="reader", password=f"secret of {slug}")
+    ConfigRevision.objects.create(deployment=site, number=1)
+    SecurityAudit.objects.create(deployment=site)
+    Adoption.objects.create(deployment=site)
+    PushLogin.objects.create(deployment=site, token=f"token of {slug}")
+    patient = Patient.objects.create(deployment=site, patient_id="P1", family_name=f"Doe of {slug}")
+    WorklistEntry.objects.create(deployment=site, patient=patient, accession_number=f"A-{slug}",
+                                 study_instance_uid=f"1.2.3.{site.pk}", scheduled_date=date.today(),
+                                 scheduled_time=time(9), station_aet="US1")
+    WorklistState.objects.get_or_create(deployment=site)
+    Job.objects.create(kind="deployments.deployment_push", target_id=site.pk, queue=site.queue)
+    audit.record(None, AuditEntry.Action.ACTION, site, summary=f"made {slug}")
+"""
+
+
+def _apply(cluster, script, database):
+    """Run a written agent-<slug>.sql as the cluster's superuser, as psql would at the centre."""
+    psql = require_binary("psql", "postgresql-client")
+    return subprocess.run(
+        [psql, "-v", "ON_ERROR_STOP=1", "-q", "-h", "127.0.0.1", "-p", str(cluster["port"]), "-U", "portal",
+         "-d", database, "-f", str(script)],
+        env={**os.environ, "PGPASSWORD": cluster["password"]}, capture_output=True, text=True,
+    )  # fmt: skip
+
+
+def _agent_url(folder, slug):
+    env = (folder / f"agent-{slug}.env").read_text().splitlines()
+    return next(line.split("=", 1)[1] for line in env if line.startswith("DATABASE_URL="))
+
+
+def _count(conn, table, where=None):
+    query = sql.SQL("SELECT count(*) FROM {} WHERE {}").format(sql.Identifier(table), where or sql.SQL("true"))
+    return conn.execute(query).fetchone()[0]
+
+
+def test_an_agents_role_sees_and_changes_only_its_own_sites_rows_and_the_portal_still_sees_all(
+    postgres_cluster, tmp_path
+):
+    port = postgres_cluster["port"]
+    # The portal connects as the owner of its tables, neither a superuser nor BYPASSRLS: the owner
+    # is not subject to row-level security (no FORCE), which is what keeps the portal seeing all.
+    with psycopg.connect(postgres_cluster["url"], autocommit=True) as su:
+        su.execute("CREATE ROLE portal_owner LOGIN PASSWORD 'owner-pw'")
+        su.execute("CREATE ROLE outsider")
+        su.execute("CREATE DATABASE clinics OWNER portal_owner")
+    owner_url = f"postgres://portal_owner:owner-pw@127.0.0.1:{port}/clinics"
+    _manage(owner_url, "migrate", "--noinput")
+    _manage(owner_url, "shell", code=TWO_SITES)
+    setup = ("--out", str(tmp_path), "--broker-host", "c", "--db-host", "127.0.0.1", "--db-port", str(port),
+             "--db-name", "clinics")  # fmt: skip
+    # North set up twice: a second run of site_agent_setup replaces its role's password and policies.
+    for slug in ("north", "south", "north"):
+        _manage(owner_url, "site_agent_setup", slug, *setup)
+        applied = _apply(postgres_cluster, tmp_path / f"agent-{slug}.sql", "clinics")
+        assert applied.returncode == 0, applied.stderr
+
+    owner = psycopg.connect(owner_url, autocommit=True)
+    agent = psycopg.connect(_agent_url(tmp_path, "north"), autocommit=True)
+    assert owner.execute("SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user").fetchone() == (
+        False,
+    )
+    ids = dict(owner.execute("SELECT slug, id FROM deployments_deployment").fetchall())
+    north = {table: site_condition(table, ids["north"], "deployment.north") for table in limited_tables()}
+    south = {table: site_condition(table, ids["south"], "deployment.south") for table in limited_tables()}
+    theirs = {}
+    for table in limited_tables():
+        flags = owner.execute(
+            "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE relname = %s", [table]
+        ).fetchone()
+        assert flags == (True, False), table
+        own, theirs[table] = _count(owner, table, north[table]), _count(owner, table, south[table])
+        assert own >= 1 and theirs[table] >= 1, table
+        # The portal's role sees every site's rows; north's agent its own only.
+        assert _count(owner, table) == own + theirs[table], table
+        assert _count(agent, table) == own, table
+        if table in AGENT_APPEND_TABLES:
+            continue  # insert-only for agents: no UPDATE, nor SELECT of the column naming the site
+        assert _count(agent, table, south[table]) == 0, table
+        touch = sql.SQL("UPDATE {} SET id = id WHERE {}").format(sql.Identifier(table), south[table])
+        assert agent.execute(touch).rowcount == 0, table
+        drop = sql.SQL("DELETE FROM {} WHERE {}").format(sql.Identifier(table), south[table])
+        assert agent.execute(drop).rowcount == 0, table
+        mine = sql.SQL("UPDATE {} SET id = id WHERE {}").format(sql.Identifier(table), north[table])
+        assert agent.execute(mine).rowcount == own, table
+        if table not in ("deployments_deployment", "portal_job"):
+            move = sql.SQL("UPDATE {} SET deployment_id = {} WHERE {}").format(
+                sql.Identifier(table), sql.Literal(ids["south"]), north[table]
+            )
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
+                agent.execute(move)
+
+    # Nor can it add a row of south's: a copy of one, under a new id, is refused.
+    for table in limited_tables():
+        row = owner.execute(
+            sql.SQL("SELECT row_to_json(t) FROM {} t WHERE {} LIMIT 1").format(sql.Identifier(table), south[table])
+        ).fetchone()[0]
+        row["id"] += 1000
+        insert = sql.SQL("INSERT INTO {t} SELECT * FROM json_populate_record(NULL::{t}, %s)").format(
+            t=sql.Identifier(table)
+        )
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
+            agent.execute(insert, [psycopg.types.json.Json(row)])
+        assert _count(owner, table, south[table]) == theirs[table], table
+
+    # Nor tie a row of its own to another site's: foreign keys are checked without row-level
+    # security, the policy checks that an entry's patient and station are the site's.
+    entry = owner.execute(
+        "SELECT row_to_json(e) FROM worklists_worklistentry e WHERE deployment_id = %s", [ids["north"]]
+    ).fetchone()[0]
+    patients = dict(owner.execute("SELECT deployment_id, id FROM worklists_patient").fetchall())
+    stations = dict(owner.execute("SELECT deployment_id, id FROM deployments_modality").fetchall())
+    insert = "INSERT INTO worklists_worklistentry SELECT * FROM json_populate_record(NULL::worklists_worklistentry, %s)"
+    for n, (patient, station) in enumerate(
+        ((patients[ids["south"]], None), (patients[ids["north"]], stations[ids["south"]]))
+    ):
+        forged = {**entry, "id": entry["id"] + 100 + n, "accession_number": f"F{n}", "study_instance_uid": f"1.9.{n}"}
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
+            agent.execute(insert, [psycopg.types.json.Json({**forged, "patient_id": patient, "station_id": station})])
+    own = {
+        **entry,
+        "id": entry["id"] + 200,
+        "accession_number": "F-own",
+        "study_instance_uid": "1.9.9",
+        "uuid": str(uuid.uuid4()),
+    }
+    agent.execute(insert, [psycopg.types.json.Json({**own, "station_id": stations[ids["north"]]})])
+    agent.close()
+    owner.close()
+
+    # The script refuses to turn row-level security on when the portal's role does not own the
+    # tables: that role would see none of their rows.
+    from deployments.agent_setup import postgres_sql
+
+    (tmp_path / "outsider.sql").write_text(postgres_sql("north", "pw", "clinics", ids["north"], portal_role="outsider"))
+    refused = _apply(postgres_cluster, tmp_path / "outsider.sql", "clinics")
+    assert refused.returncode != 0 and "does not own the tables" in refused.stderr, refused.stderr
