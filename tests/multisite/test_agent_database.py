@@ -14,8 +14,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from deployments.agent_setup import AGENT_APPEND_TABLES, limited_tables, site_condition
-from tests.conftest import ROOT, require_binary
+from deployments.agent_setup import AGENT_APPEND_TABLES, agent_username, limited_tables, site_condition
+from tests.conftest import ROOT, require_binary, wait_for
 
 
 def _manage(database_url, *args, code=None, check=True):
@@ -160,27 +160,32 @@ def _count(conn, table, where=None):
     return conn.execute(query).fetchone()[0]
 
 
-def test_an_agents_role_sees_and_changes_only_its_own_sites_rows_and_the_portal_still_sees_all(
-    postgres_cluster, tmp_path
-):
-    port = postgres_cluster["port"]
-    # The portal connects as the owner of its tables, neither a superuser nor BYPASSRLS: the owner
-    # is not subject to row-level security (no FORCE), which is what keeps the portal seeing all.
-    with psycopg.connect(postgres_cluster["url"], autocommit=True) as su:
+def _two_sites_with_agents(cluster, folder):
+    """North and south in a database owned by ``portal_owner``, the portal's role, neither a
+    superuser nor BYPASSRLS: the owner is not subject to row-level security (no FORCE), which is
+    what keeps the portal seeing all. Both agents' scripts applied; north's set up twice (a second
+    run replaces its password and policies). Returns the portal's DATABASE_URL."""
+    port = cluster["port"]
+    with psycopg.connect(cluster["url"], autocommit=True) as su:
         su.execute("CREATE ROLE portal_owner LOGIN PASSWORD 'owner-pw'")
         su.execute("CREATE ROLE outsider")
         su.execute("CREATE DATABASE clinics OWNER portal_owner")
     owner_url = f"postgres://portal_owner:owner-pw@127.0.0.1:{port}/clinics"
     _manage(owner_url, "migrate", "--noinput")
     _manage(owner_url, "shell", code=TWO_SITES)
-    setup = ("--out", str(tmp_path), "--broker-host", "c", "--db-host", "127.0.0.1", "--db-port", str(port),
+    setup = ("--out", str(folder), "--broker-host", "c", "--db-host", "127.0.0.1", "--db-port", str(port),
              "--db-name", "clinics")  # fmt: skip
-    # North set up twice: a second run of site_agent_setup replaces its role's password and policies.
     for slug in ("north", "south", "north"):
         _manage(owner_url, "site_agent_setup", slug, *setup)
-        applied = _apply(postgres_cluster, tmp_path / f"agent-{slug}.sql", "clinics")
+        applied = _apply(cluster, folder / f"agent-{slug}.sql", "clinics")
         assert applied.returncode == 0, applied.stderr
+    return owner_url
 
+
+def test_an_agents_role_sees_and_changes_only_its_own_sites_rows_and_the_portal_still_sees_all(
+    postgres_cluster, tmp_path
+):
+    owner_url = _two_sites_with_agents(postgres_cluster, tmp_path)
     owner = psycopg.connect(owner_url, autocommit=True)
     agent = psycopg.connect(_agent_url(tmp_path, "north"), autocommit=True)
     assert owner.execute("SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user").fetchone() == (
@@ -237,20 +242,19 @@ def test_an_agents_role_sees_and_changes_only_its_own_sites_rows_and_the_portal_
     patients = dict(owner.execute("SELECT deployment_id, id FROM worklists_patient").fetchall())
     stations = dict(owner.execute("SELECT deployment_id, id FROM deployments_modality").fetchall())
     insert = "INSERT INTO worklists_worklistentry SELECT * FROM json_populate_record(NULL::worklists_worklistentry, %s)"
+
+    def copy(n, patient, station):
+        """North's entry under a new id and new unique values, naming this patient and station."""
+        unique = {"id": entry["id"] + 100 + n, "accession_number": f"F{n}", "study_instance_uid": f"1.9.{n}"}
+        changed = {**unique, "uuid": str(uuid.uuid4()), "patient_id": patient, "station_id": station}
+        return [psycopg.types.json.Json({**entry, **changed})]
+
     for n, (patient, station) in enumerate(
         ((patients[ids["south"]], None), (patients[ids["north"]], stations[ids["south"]]))
     ):
-        forged = {**entry, "id": entry["id"] + 100 + n, "accession_number": f"F{n}", "study_instance_uid": f"1.9.{n}"}
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
-            agent.execute(insert, [psycopg.types.json.Json({**forged, "patient_id": patient, "station_id": station})])
-    own = {
-        **entry,
-        "id": entry["id"] + 200,
-        "accession_number": "F-own",
-        "study_instance_uid": "1.9.9",
-        "uuid": str(uuid.uuid4()),
-    }
-    agent.execute(insert, [psycopg.types.json.Json({**own, "station_id": stations[ids["north"]]})])
+            agent.execute(insert, copy(n, patient, station))
+    agent.execute(insert, copy(9, patients[ids["north"]], stations[ids["north"]]))
     agent.close()
     owner.close()
 
@@ -261,3 +265,33 @@ def test_an_agents_role_sees_and_changes_only_its_own_sites_rows_and_the_portal_
     (tmp_path / "outsider.sql").write_text(postgres_sql("north", "pw", "clinics", ids["north"], portal_role="outsider"))
     refused = _apply(postgres_cluster, tmp_path / "outsider.sql", "clinics")
     assert refused.returncode != 0 and "does not own the tables" in refused.stderr, refused.stderr
+
+
+def test_a_real_agent_under_its_role_runs_its_heartbeat_and_cannot_mark_another_site(
+    postgres_cluster, tmp_path, central_redis_factory, agent_factory, portal_broker
+):
+    from deployments.tasks import agent_heartbeat_task
+
+    owner_url = _two_sites_with_agents(postgres_cluster, tmp_path)
+    central = central_redis_factory()
+    setup = central.add_agent("north")
+    portal_broker(central.url())
+    agent = agent_factory(
+        setup,
+        central.url(agent_username("north"), setup.redis_password),
+        env={"DATABASE_URL": _agent_url(tmp_path, "north")},
+    )
+    with psycopg.connect(owner_url, autocommit=True) as owner:
+        ids = dict(owner.execute("SELECT slug, id FROM deployments_deployment").fetchall())
+
+        def seen(slug):
+            query = "SELECT agent_seen_at FROM deployments_deployment WHERE slug = %s"
+            return owner.execute(query, [slug]).fetchone()[0]
+
+        # South's heartbeat on north's queue (a forged message), then north's: one worker runs
+        # them in order; the first finds no row it may change.
+        agent_heartbeat_task.apply_async((ids["south"],), queue="deployment.north")
+        agent_heartbeat_task.apply_async((ids["north"],), queue="deployment.north")
+        wait_for(lambda: seen("north"), timeout=30, message="north's agent to record its heartbeat")
+        assert seen("south") is None
+    assert "permission denied" not in agent.output() and "Traceback" not in agent.output(), agent.output()[-3000:]
