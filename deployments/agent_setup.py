@@ -68,6 +68,25 @@ AGENT_WRITE_TABLES = ("portal_job",)
 # by INSERT … RETURNING).
 AGENT_APPEND_TABLES = ("portal_auditentry",)
 AGENT_READ_TABLES = ("django_content_type", "django_migrations")
+# Tables of the backups and HL7 apps that tasks on a site's queue use, with only the rights they
+# need (read from the tasks, and checked by a real agent: tests/multisite/test_agent_database.py).
+# The rest of those apps (received HL7 messages, the listeners' heartbeats, MPPS) is the interface
+# services' own, which do not run as an agent.
+AGENT_TABLE_RIGHTS = {
+    "backups_sshidentity": ("SELECT",),  # the key an SSH session to the target signs in with
+    "backups_backupschedule": ("SELECT", "UPDATE"),  # a Borg repository's passphrase and key, kept on first use
+    "backups_backuprun": ("SELECT", "INSERT", "UPDATE"),  # a scheduled run, its outcome, pruning, drills, restores
+    "hl7_hl7mapping": ("SELECT",),  # where an order's status messages go
+    "hl7_hl7order": ("SELECT",),  # a status change of an ordered entry writes a message (hl7/status.py)
+    "hl7_hl7outbound": ("SELECT", "INSERT", "UPDATE"),  # the status outbox: written by a change, then delivered
+}
+# Tables without a deployment_id whose rows belong to a site through a parent row:
+# table → (its column naming the parent, the parent table).
+AGENT_PARENT_LINKS = {
+    "backups_backuprun": ("schedule_id", "backups_backupschedule"),
+    "hl7_hl7order": ("mapping_id", "hl7_hl7mapping"),
+}
+ALL_RIGHTS = ("SELECT", "INSERT", "UPDATE", "DELETE")
 
 
 def agent_username(slug):
@@ -91,6 +110,7 @@ def agent_keys(slug):
         f"unacked_index.{queue}",
         f"unacked_mutex.{queue}",
         f"worklist-sync-pending.{queue}",  # worklists/tasks.py: the sync waiting in the queue
+        f"hl7-status-delivery.{queue}",  # worklists/interfaces/hl7/status.py: one delivery pass at a time
     ]
 
 
@@ -141,11 +161,20 @@ def agent_tables():
     return sorted(writable), sorted(AGENT_READ_TABLES)
 
 
-def limited_tables():
-    """The tables whose rows belong to one site each: every table the role may write or append to.
-    The read-only ones (content types, migrations) are Django's own lookups, the same for all sites."""
+def table_rights():
+    """{table: the role's rights on it} for the tables whose rows belong to one site each."""
     writable, _ = agent_tables()
-    return sorted({*writable, *AGENT_APPEND_TABLES})
+    rights = {table: ALL_RIGHTS for table in writable}
+    rights.update({table: ("INSERT",) for table in AGENT_APPEND_TABLES})
+    rights.update(AGENT_TABLE_RIGHTS)
+    return rights
+
+
+def limited_tables():
+    """The tables whose rows belong to one site each: every table the role may write, append to or
+    read from the site's apps. The read-only lookups (content types, migrations) are Django's own,
+    the same for all sites."""
+    return sorted(table_rights())
 
 
 def site_condition(table, deployment_id, queue):
@@ -157,8 +186,22 @@ def site_condition(table, deployment_id, queue):
         return sql.SQL("queue = {}").format(sql.Literal(queue))
     if "deployment_id" in _columns(table):
         return sql.SQL("deployment_id = {}").format(sql.Literal(deployment_id))
+    if table in AGENT_PARENT_LINKS:
+        # The parent's own condition, spelt out: the portal's role (not limited) reads it the same.
+        # For the agent the subquery is also limited by the parent's policy.
+        column, parent = AGENT_PARENT_LINKS[table]
+        if "SELECT" not in table_rights().get(parent, ()):
+            # The policy's subquery runs as the agent: without SELECT on the parent it fails.
+            raise ValueError(f"{table} belongs to a site through {parent}, which the agent may not read")
+        return sql.SQL("{col} IN (SELECT {parent}.id FROM {parent} WHERE {own})").format(
+            col=sql.Identifier(column),
+            parent=sql.Identifier(parent),
+            own=site_condition(parent, deployment_id, queue),
+        )
     # Refused rather than left readable: a new table the agent is granted must say whose rows it holds.
-    raise ValueError(f"{table} has no deployment_id: say how its rows belong to a site (agent_setup.site_condition)")
+    raise ValueError(
+        f"{table} has no deployment_id: say how its rows belong to a site (agent_setup.AGENT_PARENT_LINKS)"
+    )
 
 
 def own_references(table):
@@ -167,10 +210,11 @@ def own_references(table):
     agent could tie its worklist entry to another site's patient, which the portal would then show
     as its own. (Not to the same table: a policy may not query its own table.)"""
     limited = set(limited_tables()) - {"deployments_deployment", table}
+    parent_column = AGENT_PARENT_LINKS.get(table, (None,))[0]  # already checked by site_condition
     checks = []
     for field in _fields(table):
         target = field.target_field if field.is_relation else None
-        if target is not None and target.model._meta.db_table in limited:
+        if target is not None and target.model._meta.db_table in limited and field.column != parent_column:
             checks.append(
                 sql.SQL("({col} IS NULL OR EXISTS (SELECT FROM {other} WHERE {other}.{key} = {col}))").format(
                     col=sql.Identifier(table, field.column),
@@ -196,7 +240,7 @@ def postgres_sql(slug, password, database, deployment_id, portal_role=""):
     only. ``portal_role`` is the role the portal connects as (default: whoever runs the script),
     which must own the tables: an owner is not subject to row-level security (no FORCE here)."""
     role = sql.Identifier(agent_role(slug))
-    writable, readable = agent_tables()
+    _, readable = agent_tables()
     statements = [
         sql.SQL("BEGIN"),
         # CREATE ROLE has no IF NOT EXISTS.
@@ -213,14 +257,16 @@ def postgres_sql(slug, password, database, deployment_id, portal_role=""):
         # Only the tables named below: a table added later is out of reach until this runs again.
         sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {}").format(role),
     ]
-    for table in writable:
+    for table, rights in table_rights().items():
+        if table in AGENT_APPEND_TABLES:
+            rights = (*rights, "SELECT (id)")
         statements.append(
-            sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE {} TO {}").format(sql.Identifier(table), role)
+            sql.SQL("GRANT {} ON TABLE {} TO {}").format(
+                sql.SQL(", ").join(map(sql.SQL, rights)), sql.Identifier(table), role
+            )
         )
     for table in readable:
         statements.append(sql.SQL("GRANT SELECT ON TABLE {} TO {}").format(sql.Identifier(table), role))
-    for table in AGENT_APPEND_TABLES:
-        statements.append(sql.SQL("GRANT INSERT, SELECT (id) ON TABLE {} TO {}").format(sql.Identifier(table), role))
     # Inserting a row takes the next value of its id's sequence.
     statements.append(sql.SQL("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {}").format(role))
     statements.append(_owner_check(portal_role))

@@ -14,12 +14,19 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from deployments.agent_setup import AGENT_APPEND_TABLES, agent_username, limited_tables, site_condition
+from deployments.agent_setup import (
+    AGENT_PARENT_LINKS,
+    agent_username,
+    limited_tables,
+    site_condition,
+    table_rights,
+)
 from tests.conftest import ROOT, require_binary, wait_for
 
 
-def _manage(database_url, *args, code=None, check=True):
-    env = {**os.environ, "DATABASE_URL": database_url, "DEBUG": "1", "DJANGO_SETTINGS_MODULE": "portal.settings"}
+def _manage(database_url, *args, code=None, check=True, env=None):
+    env = {**os.environ, "DATABASE_URL": database_url, "DEBUG": "1", "DJANGO_SETTINGS_MODULE": "portal.settings",
+           **(env or {})}  # fmt: skip
     env.pop("PORTAL_AGENT_QUEUE", None)
     command = [sys.executable, "manage.py", *args]
     if code is not None:
@@ -117,9 +124,12 @@ def test_the_agents_database_role_does_its_sites_work_and_reads_no_accounts(post
 # One row of every table limited to a site, for each of two sites (as the portal writes them).
 TWO_SITES = """
 from datetime import date, time
+from deployments.backups.keys import make_identity
+from deployments.backups.models import BackupRun, BackupSchedule
 from deployments.models import Adoption, ConfigRevision, Deployment, Modality, OrthancUser, PushLogin, SecurityAudit
 from portal import audit
 from portal.models import AuditEntry, Job
+from worklists.interfaces.hl7.models import Hl7Mapping, Hl7Order, Hl7Outbound
 from worklists.models import Patient, WorklistEntry, WorklistState
 
 for slug in ("north", "south"):
@@ -131,12 +141,20 @@ for slug in ("north", "south"):
     Adoption.objects.create(deployment=site)
     PushLogin.objects.create(deployment=site, token=f"token of {slug}")
     patient = Patient.objects.create(deployment=site, patient_id="P1", family_name=f"Doe of {slug}")
-    WorklistEntry.objects.create(deployment=site, patient=patient, accession_number=f"A-{slug}",
-                                 study_instance_uid=f"1.2.3.{site.pk}", scheduled_date=date.today(),
-                                 scheduled_time=time(9), station_aet="US1")
+    entry = WorklistEntry.objects.create(deployment=site, patient=patient, accession_number=f"A-{slug}",
+                                         study_instance_uid=f"1.2.3.{site.pk}", scheduled_date=date.today(),
+                                         scheduled_time=time(9), station_aet="US1")
     WorklistState.objects.get_or_create(deployment=site)
     Job.objects.create(kind="deployments.deployment_push", target_id=site.pk, queue=site.queue)
     audit.record(None, AuditEntry.Action.ACTION, site, summary=f"made {slug}")
+    make_identity(site)
+    schedule = BackupSchedule.objects.create(deployment=site, name="Nightly", host="127.0.0.1", user="backup",
+                                             remote_folder="/srv/backups")
+    BackupRun.objects.create(schedule=schedule, state=BackupRun.State.SUCCEEDED, snapshot="20260101T020000")
+    mapping = Hl7Mapping.objects.create(deployment=site, sending_application=f"PRAXIS-{slug}")
+    Hl7Order.objects.create(mapping=mapping, placer_number=f"O-{slug}", entry=entry)
+    Hl7Outbound.objects.create(mapping=mapping, deployment=site, entry=entry, order_key=f"{mapping.pk}:O-{slug}",
+                               entry_status="SCHEDULED", order_status="SC", raw=b"", state="DELIVERED")
 """
 
 
@@ -194,8 +212,12 @@ def test_an_agents_role_sees_and_changes_only_its_own_sites_rows_and_the_portal_
     ids = dict(owner.execute("SELECT slug, id FROM deployments_deployment").fetchall())
     north = {table: site_condition(table, ids["north"], "deployment.north") for table in limited_tables()}
     south = {table: site_condition(table, ids["south"], "deployment.south") for table in limited_tables()}
+    rights = table_rights()
+    denied = pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied")
+    refused = pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security")
     theirs = {}
     for table in limited_tables():
+        name = sql.Identifier(table)
         flags = owner.execute(
             "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE relname = %s", [table]
         ).fetchone()
@@ -205,32 +227,54 @@ def test_an_agents_role_sees_and_changes_only_its_own_sites_rows_and_the_portal_
         # The portal's role sees every site's rows; north's agent its own only.
         assert _count(owner, table) == own + theirs[table], table
         assert _count(agent, table) == own, table
-        if table in AGENT_APPEND_TABLES:
+        if "SELECT" not in rights[table]:
             continue  # insert-only for agents: no UPDATE, nor SELECT of the column naming the site
-        assert _count(agent, table, south[table]) == 0, table
-        touch = sql.SQL("UPDATE {} SET id = id WHERE {}").format(sql.Identifier(table), south[table])
-        assert agent.execute(touch).rowcount == 0, table
-        drop = sql.SQL("DELETE FROM {} WHERE {}").format(sql.Identifier(table), south[table])
-        assert agent.execute(drop).rowcount == 0, table
-        mine = sql.SQL("UPDATE {} SET id = id WHERE {}").format(sql.Identifier(table), north[table])
+        # South's rows by their ids (a condition naming south's parent rows would find none as the
+        # agent whatever the table's own policy: the parent's policy hides them).
+        south_ids = sql.Literal(
+            [r[0] for r in owner.execute(sql.SQL("SELECT id FROM {} WHERE {}").format(name, south[table]))]
+        )
+        assert _count(agent, table, sql.SQL("id = ANY({})").format(south_ids)) == 0, table
+        for right, statement in (
+            ("UPDATE", sql.SQL("UPDATE {} SET id = id WHERE id = ANY({})")),
+            ("DELETE", sql.SQL("DELETE FROM {} WHERE id = ANY({})")),
+        ):
+            if right in rights[table]:
+                assert agent.execute(statement.format(name, south_ids)).rowcount == 0, table
+            else:
+                with denied:
+                    agent.execute(statement.format(name, south_ids))
+        if "UPDATE" not in rights[table]:
+            continue
+        mine = sql.SQL("UPDATE {} SET id = id WHERE {}").format(name, north[table])
         assert agent.execute(mine).rowcount == own, table
-        if table not in ("deployments_deployment", "portal_job"):
-            move = sql.SQL("UPDATE {} SET deployment_id = {} WHERE {}").format(
-                sql.Identifier(table), sql.Literal(ids["south"]), north[table]
+        # Nor move one of its rows to south, directly or through the parent row it belongs to.
+        if table in AGENT_PARENT_LINKS:
+            column, parent = AGENT_PARENT_LINKS[table]
+            target = owner.execute(
+                sql.SQL("SELECT min(id) FROM {} WHERE {}").format(sql.Identifier(parent), south[parent])
             )
-            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
-                agent.execute(move)
+            move = sql.SQL("UPDATE {} SET {} = {} WHERE {}").format(
+                name, sql.Identifier(column), sql.Literal(target.fetchone()[0]), north[table]
+            )
+        elif table not in ("deployments_deployment", "portal_job"):
+            move = sql.SQL("UPDATE {} SET deployment_id = {} WHERE {}").format(
+                name, sql.Literal(ids["south"]), north[table]
+            )
+        else:
+            continue
+        with refused:
+            agent.execute(move)
 
     # Nor can it add a row of south's: a copy of one, under a new id, is refused.
     for table in limited_tables():
+        name = sql.Identifier(table)
         row = owner.execute(
-            sql.SQL("SELECT row_to_json(t) FROM {} t WHERE {} LIMIT 1").format(sql.Identifier(table), south[table])
+            sql.SQL("SELECT row_to_json(t) FROM {} t WHERE {} LIMIT 1").format(name, south[table])
         ).fetchone()[0]
         row["id"] += 1000
-        insert = sql.SQL("INSERT INTO {t} SELECT * FROM json_populate_record(NULL::{t}, %s)").format(
-            t=sql.Identifier(table)
-        )
-        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
+        insert = sql.SQL("INSERT INTO {t} SELECT * FROM json_populate_record(NULL::{t}, %s)").format(t=name)
+        with refused if "INSERT" in rights[table] else denied:
             agent.execute(insert, [psycopg.types.json.Json(row)])
         assert _count(owner, table, south[table]) == theirs[table], table
 
