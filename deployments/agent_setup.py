@@ -1,5 +1,6 @@
 """What a site agent needs from the centre: a Redis user limited to its own queue, a PostgreSQL
-role limited to the tables its tasks use, and the environment file the agent runs with.
+role limited to the tables its tasks use and, by row-level security, to its own site's rows in
+them, and the environment file the agent runs with.
 
 A site agent is a Celery worker consuming only ``deployment.<slug>``, next to that site's Orthanc
 (DESIGN.md). Pure functions build the rules; ``manage.py site_agent_setup`` writes them (0600).
@@ -18,6 +19,9 @@ import re
 import secrets
 from dataclasses import dataclass
 from urllib.parse import quote
+
+from django.apps import apps
+from psycopg import sql
 
 from portal.celery import deployment_queue
 
@@ -64,6 +68,25 @@ AGENT_WRITE_TABLES = ("portal_job",)
 # by INSERT … RETURNING).
 AGENT_APPEND_TABLES = ("portal_auditentry",)
 AGENT_READ_TABLES = ("django_content_type", "django_migrations")
+# Tables of the backups and HL7 apps that tasks on a site's queue use, with only the rights they
+# need (read from the tasks, and checked by a real agent: tests/multisite/test_agent_database.py).
+# The rest of those apps (received HL7 messages, the listeners' heartbeats, MPPS) is the interface
+# services' own, which do not run as an agent.
+AGENT_TABLE_RIGHTS = {
+    "backups_sshidentity": ("SELECT",),  # the key an SSH session to the target signs in with
+    "backups_backupschedule": ("SELECT", "UPDATE"),  # a Borg repository's passphrase and key, kept on first use
+    "backups_backuprun": ("SELECT", "INSERT", "UPDATE"),  # a scheduled run, its outcome, pruning, drills, restores
+    "hl7_hl7mapping": ("SELECT",),  # where an order's status messages go
+    "hl7_hl7order": ("SELECT",),  # a status change of an ordered entry writes a message (hl7/status.py)
+    "hl7_hl7outbound": ("SELECT", "INSERT", "UPDATE"),  # the status outbox: written by a change, then delivered
+}
+# Tables without a deployment_id whose rows belong to a site through a parent row:
+# table → (its column naming the parent, the parent table).
+AGENT_PARENT_LINKS = {
+    "backups_backuprun": ("schedule_id", "backups_backupschedule"),
+    "hl7_hl7order": ("mapping_id", "hl7_hl7mapping"),
+}
+ALL_RIGHTS = ("SELECT", "INSERT", "UPDATE", "DELETE")
 
 
 def agent_username(slug):
@@ -87,6 +110,7 @@ def agent_keys(slug):
         f"unacked_index.{queue}",
         f"unacked_mutex.{queue}",
         f"worklist-sync-pending.{queue}",  # worklists/tasks.py: the sync waiting in the queue
+        f"hl7-status-delivery.{queue}",  # worklists/interfaces/hl7/status.py: one delivery pass at a time
     ]
 
 
@@ -129,8 +153,6 @@ def redis_aclfile_line(slug, password):
 
 def agent_tables():
     """(writable tables, read-only tables) of the agent's role, from the installed models."""
-    from django.apps import apps
-
     writable = set(AGENT_WRITE_TABLES)
     for label in AGENT_WRITE_APPS:
         for model in apps.get_app_config(label).get_models(include_auto_created=True):
@@ -139,34 +161,150 @@ def agent_tables():
     return sorted(writable), sorted(AGENT_READ_TABLES)
 
 
-def postgres_sql(slug, password, database):
-    """The role of the site's agent: SELECT, INSERT, UPDATE, DELETE on the tables its tasks use.
+def table_rights():
+    """{table: the role's rights on it} for the tables whose rows belong to one site each."""
+    writable, _ = agent_tables()
+    rights = {table: ALL_RIGHTS for table in writable}
+    rights.update({table: ("INSERT",) for table in AGENT_APPEND_TABLES})
+    rights.update(AGENT_TABLE_RIGHTS)
+    return rights
 
-    Not limited to the site's rows: every site's agent can read the other sites' deployment rows
-    (row-level security on every table is not done yet, README "Site agent")."""
-    role = agent_role(slug)
-    writable, readable = agent_tables()
-    pw = password.replace("'", "''")
-    lines = [
-        f"-- The PostgreSQL role of the site agent of {slug} (manage.py site_agent_setup).",
-        "DO $$ BEGIN",
-        # A script for psql, never run here; the role is [a-z0-9_] only (agent_role).
-        f"  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN CREATE ROLE {role}; END IF;",  # nosec B608
-        "END $$;",
-        f"ALTER ROLE {role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '{pw}';",
-        f'GRANT CONNECT ON DATABASE "{database}" TO {role};',
-        f"GRANT USAGE ON SCHEMA public TO {role};",
-        f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role};",
+
+def limited_tables():
+    """The tables whose rows belong to one site each: every table the role may write, append to or
+    read from the site's apps. The read-only lookups (content types, migrations) are Django's own,
+    the same for all sites."""
+    return sorted(table_rights())
+
+
+def site_condition(table, deployment_id, queue):
+    """The SQL condition a row of ``table`` meets when it is the site's own."""
+    if table == "deployments_deployment":
+        return sql.SQL("id = {}").format(sql.Literal(deployment_id))
+    if table == "portal_job":
+        # A job's target is a deployment, a backup run or an audit, by kind; its queue is the site's.
+        return sql.SQL("queue = {}").format(sql.Literal(queue))
+    if "deployment_id" in _columns(table):
+        return sql.SQL("deployment_id = {}").format(sql.Literal(deployment_id))
+    if table in AGENT_PARENT_LINKS:
+        # The parent's own condition, spelt out: the portal's role (not limited) reads it the same.
+        # For the agent the subquery is also limited by the parent's policy.
+        column, parent = AGENT_PARENT_LINKS[table]
+        if "SELECT" not in table_rights().get(parent, ()):
+            # The policy's subquery runs as the agent: without SELECT on the parent it fails.
+            raise ValueError(f"{table} belongs to a site through {parent}, which the agent may not read")
+        return sql.SQL("{col} IN (SELECT {parent}.id FROM {parent} WHERE {own})").format(
+            col=sql.Identifier(column),
+            parent=sql.Identifier(parent),
+            own=site_condition(parent, deployment_id, queue),
+        )
+    # Refused rather than left readable: a new table the agent is granted must say whose rows it holds.
+    raise ValueError(
+        f"{table} has no deployment_id: say how its rows belong to a site (agent_setup.AGENT_PARENT_LINKS)"
+    )
+
+
+def own_references(table):
+    """Conditions that each foreign key of ``table`` to another limited table names one of the
+    site's own rows. PostgreSQL checks foreign keys without row-level security: without these an
+    agent could tie its worklist entry to another site's patient, which the portal would then show
+    as its own. (Not to the same table: a policy may not query its own table.)"""
+    limited = set(limited_tables()) - {"deployments_deployment", table}
+    parent_column = AGENT_PARENT_LINKS.get(table, (None,))[0]  # already checked by site_condition
+    checks = []
+    for field in _fields(table):
+        target = field.target_field if field.is_relation else None
+        if target is not None and target.model._meta.db_table in limited and field.column != parent_column:
+            checks.append(
+                sql.SQL("({col} IS NULL OR EXISTS (SELECT FROM {other} WHERE {other}.{key} = {col}))").format(
+                    col=sql.Identifier(table, field.column),
+                    other=sql.Identifier(target.model._meta.db_table),
+                    key=sql.Identifier(target.column),
+                )
+            )
+    return checks
+
+
+def _columns(table):
+    return {field.column for field in _fields(table)}
+
+
+def _fields(table):
+    models = [m for m in apps.get_models(include_auto_created=True) if m._meta.db_table == table]
+    return [field for model in models for field in model._meta.concrete_fields]
+
+
+def postgres_sql(slug, password, database, deployment_id, portal_role=""):
+    """The role of the site's agent: SELECT, INSERT, UPDATE, DELETE on the tables its tasks use,
+    and on each of them a row-level security policy that lets it see and write its own site's rows
+    only. ``portal_role`` is the role the portal connects as (default: whoever runs the script),
+    which must own the tables: an owner is not subject to row-level security (no FORCE here)."""
+    role = sql.Identifier(agent_role(slug))
+    _, readable = agent_tables()
+    statements = [
+        sql.SQL("BEGIN"),
+        # CREATE ROLE has no IF NOT EXISTS.
+        sql.SQL(
+            "DO $$ BEGIN\n"
+            "  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {name}) THEN CREATE ROLE {role}; END IF;\n"
+            "END $$"
+        ).format(name=sql.Literal(agent_role(slug)), role=role),
+        sql.SQL("ALTER ROLE {} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS PASSWORD {}").format(
+            role, sql.Literal(password)
+        ),
+        sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(database), role),
+        sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(role),
+        # Only the tables named below: a table added later is out of reach until this runs again.
+        sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {}").format(role),
     ]
-    for table in writable:
-        lines.append(f'GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE "{table}" TO {role};')
+    for table, rights in table_rights().items():
+        if table in AGENT_APPEND_TABLES:
+            rights = (*rights, "SELECT (id)")
+        statements.append(
+            sql.SQL("GRANT {} ON TABLE {} TO {}").format(
+                sql.SQL(", ").join(map(sql.SQL, rights)), sql.Identifier(table), role
+            )
+        )
     for table in readable:
-        lines.append(f'GRANT SELECT ON TABLE "{table}" TO {role};')
-    for table in AGENT_APPEND_TABLES:
-        lines.append(f'GRANT INSERT, SELECT (id) ON TABLE "{table}" TO {role};')
+        statements.append(sql.SQL("GRANT SELECT ON TABLE {} TO {}").format(sql.Identifier(table), role))
     # Inserting a row takes the next value of its id's sequence.
-    lines.append(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role};")
-    return "\n".join(lines) + "\n"
+    statements.append(sql.SQL("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {}").format(role))
+    statements.append(_owner_check(portal_role))
+    for table in limited_tables():
+        own = site_condition(table, deployment_id, deployment_queue(slug))
+        statements += _row_policy(table, role, own, sql.SQL(" AND ").join([own, *own_references(table)]))
+    statements.append(sql.SQL("COMMIT"))
+    header = f"-- The PostgreSQL role of the site agent of {slug} (manage.py site_agent_setup).\n"
+    return header + "".join(statement.as_string(None) + ";\n" for statement in statements)
+
+
+def _row_policy(table, role, visible, writable):
+    """Row-level security on ``table`` and the agent's one policy there, replaced on each run: the
+    rows it sees, updates and deletes (``visible``), and the rows it may write (``writable``).
+    A role without a policy on the table (an agent set up before it was limited) sees no row."""
+    name = sql.Identifier(table)
+    return [
+        sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(name),
+        sql.SQL("DROP POLICY IF EXISTS {} ON {}").format(role, name),
+        sql.SQL("CREATE POLICY {role} ON {table} TO {role} USING ({using}) WITH CHECK ({check})").format(
+            role=role, table=name, using=visible, check=writable
+        ),
+    ]
+
+
+def _owner_check(portal_role):
+    """Refuse to turn row-level security on if the portal's role would then see no rows: only the
+    tables' owner (or a member of it), a superuser or a BYPASSRLS role is not subject to it."""
+    who = sql.Literal(portal_role) if portal_role else sql.SQL("current_user")
+    return sql.SQL(
+        "DO $$ BEGIN\n"
+        "  IF NOT coalesce((SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = {who}), false)\n"
+        "     AND EXISTS (SELECT FROM pg_tables WHERE schemaname = 'public' AND tablename = ANY({tables})\n"
+        "                 AND NOT pg_has_role({who}, tableowner, 'USAGE')) THEN\n"
+        "    RAISE EXCEPTION 'the portal''s role % does not own the tables: row-level security would hide their rows from it', {who};\n"
+        "  END IF;\n"
+        "END $$"
+    ).format(who=who, tables=sql.Literal(limited_tables()))
 
 
 @dataclass

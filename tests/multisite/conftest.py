@@ -17,6 +17,7 @@ import pytest
 import redis
 
 from deployments.agent_setup import AgentSetup, agent_username, redis_acl_rules, worker_command
+from tests.backups.conftest import sshd  # noqa: F401  (a fixture: the backup target of an agent's backup)
 from tests.conftest import ROOT, free_port, require_binary, test_database_url, wait_for
 
 

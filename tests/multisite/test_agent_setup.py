@@ -10,7 +10,7 @@ import redis
 from django.core.management import call_command
 from django.utils import timezone
 
-from deployments.agent_setup import agent_username
+from deployments.agent_setup import agent_username, limited_tables, site_condition
 from deployments.agents import send_heartbeats
 from deployments.models import Deployment
 from tests.conftest import require_binary, wait_for
@@ -120,8 +120,36 @@ def test_site_agent_setup_writes_private_files_with_the_agents_credentials(db, t
         assert password not in text
         assert "~deployment.north" in text and "~deployment.south" not in text
     sql = (tmp_path / "agent-north.sql").read_text()
-    assert 'GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE "deployments_deployment" TO agent_north;' in sql
+    assert 'GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE "deployments_deployment" TO "agent_north";' in sql
     assert "auth_user" not in sql and "django_session" not in sql
+    # Each table it may write holds its site's rows only (row-level security), in one transaction.
+    pk = Deployment.objects.get(slug="north").pk
+    assert sql.splitlines()[1] == "BEGIN;" and sql.splitlines()[-1] == "COMMIT;"
+    for table, condition in (
+        ("deployments_deployment", f"id = {pk}"),
+        ("worklists_patient", f"deployment_id = {pk}"),
+        ("portal_job", "queue = 'deployment.north'"),
+        ("portal_auditentry", f"deployment_id = {pk}"),
+    ):
+        assert f'ALTER TABLE "{table}" ENABLE ROW LEVEL SECURITY;' in sql
+        assert f'DROP POLICY IF EXISTS "agent_north" ON "{table}";' in sql
+        assert (
+            f'CREATE POLICY "agent_north" ON "{table}" TO "agent_north" USING ({condition}) WITH CHECK ({condition});'
+        ) in sql
+    # An entry it writes may name only its own site's patient and station.
+    assert (
+        f'ON "worklists_worklistentry" TO "agent_north" USING (deployment_id = {pk}) WITH CHECK (deployment_id = {pk}'
+        ' AND ("worklists_worklistentry"."patient_id" IS NULL OR EXISTS (SELECT FROM "worklists_patient"'
+    ) in sql
+    assert "FORCE" not in sql  # the portal's role owns the tables and keeps seeing every row
+    assert 'ON "django_content_type" ENABLE' not in sql
+
+
+def test_a_table_granted_to_agents_must_say_which_site_its_rows_belong_to():
+    """A table without a deployment_id is refused rather than granted whole to every site's agent."""
+    with pytest.raises(ValueError, match="django_session has no deployment_id"):
+        site_condition("django_session", 1, "deployment.north")
+    assert set(limited_tables()) >= {"deployments_deployment", "worklists_patient", "portal_job", "portal_auditentry"}
 
 
 def test_the_written_acl_lines_are_what_redis_cli_and_the_aclfile_of_a_real_redis_accept(db, tmp_path):

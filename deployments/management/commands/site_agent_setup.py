@@ -49,7 +49,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, slug, **options):
-        if not Deployment.objects.filter(slug=slug).exists():
+        deployment = Deployment.objects.filter(slug=slug).first()
+        if deployment is None:
             raise CommandError(f"no deployment with slug {slug!r}")
         out = Path(options["out"])
         out.mkdir(parents=True, exist_ok=True)
@@ -67,7 +68,9 @@ class Command(BaseCommand):
             f"agent-{slug}.env": env_text,
             f"agent-{slug}.redis": redis_acl_command(slug, setup.redis_password) + "\n",
             f"agent-{slug}.acl": redis_aclfile_line(slug, setup.redis_password) + "\n",
-            f"agent-{slug}.sql": postgres_sql(slug, setup.db_password, options["db_name"]),
+            f"agent-{slug}.sql": postgres_sql(
+                slug, setup.db_password, options["db_name"], deployment.pk, portal_role=_portal_role()
+            ),
         }
         for name, text in files.items():
             write_private(out / name, text)
@@ -88,3 +91,9 @@ class Command(BaseCommand):
 def _ssl_options():
     ca = getattr(settings, "CELERY_BROKER_SSL_CA", "")
     return {"ssl_ca_certs": ca} if ca else {}
+
+
+def _portal_role():
+    """The role this portal connects to PostgreSQL as, which must keep seeing every site's rows."""
+    database = settings.DATABASES["default"]
+    return database.get("USER", "") if "postgresql" in database["ENGINE"] else ""

@@ -162,11 +162,15 @@ def _ack_text(ack: bytes) -> str:
         return ""
 
 
-def _pass_lock(deployment_id):
+DELIVERY_LOCK_KEY = "hl7-status-delivery.{}"  # named after the queue: a site's agent may touch only its queue's keys
+
+
+def _pass_lock(queue):
     """One delivery pass per deployment at a time, across its workers: a lock in the broker's Redis
     that expires by itself if its holder dies (no database transaction is held over the network)."""
-    client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=5)
-    return client.lock(f"portal:hl7-status:{deployment_id}", timeout=PASS_SECONDS * 2, blocking=False)
+    tls = getattr(settings, "CELERY_BROKER_USE_SSL", None) or {}  # the broker's own CA, as Celery uses it
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=5, **tls)
+    return client.lock(DELIVERY_LOCK_KEY.format(queue), timeout=PASS_SECONDS * 2, blocking=False)
 
 
 def outbound_deliver(deployment_id) -> dict:
@@ -175,7 +179,7 @@ def outbound_deliver(deployment_id) -> dict:
     from deployments.models import Deployment
 
     queue = Deployment.objects.get(pk=deployment_id).queue
-    lock = _pass_lock(deployment_id)
+    lock = _pass_lock(queue)
     if not lock.acquire():
         # Another pass runs: it may have read the waiting rows before ours were committed.
         send_deliver(deployment_id, queue, countdown=0.5)
