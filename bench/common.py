@@ -12,6 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.pgcluster import Cluster  # noqa: E402
 from tests.ports import free_port  # noqa: E402, F401  (the benchmarks import it from here)
 
 
@@ -36,33 +37,14 @@ def setup_django(name, database_url=None, var=None):
 
 
 def start_postgres():
-    """A throwaway PostgreSQL (the production database of the compose file) in its own temporary
-    folder, run as the postgres user, trusting local connections; (process, DATABASE_URL)."""
-    import glob
-    import pwd
-
-    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
-    if not bins:
-        raise SystemExit("PostgreSQL is missing: apt-get install postgresql")
-    bindir = Path(bins[-1]).parent
-    owner = pwd.getpwnam("postgres")
-    base = Path(tempfile.mkdtemp(prefix="bench-pg-"))
-    os.chown(base, owner.pw_uid, owner.pw_gid)
-    as_pg = {"user": owner.pw_uid, "group": owner.pw_gid}
-    subprocess.run([bindir / "initdb", "-D", base / "data", "-U", "portal", "--auth=trust"], check=True,
-                   capture_output=True, **as_pg)  # fmt: skip
-    port = free_port()
-    proc = subprocess.Popen(
-        [bindir / "postgres", "-D", base / "data", "-p", str(port), "-k", base, "-c", "listen_addresses=127.0.0.1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **as_pg,
-    )  # fmt: skip
-    deadline = time.monotonic() + 20
-    while subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1", "-p", str(port)], check=False).returncode != 0:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit("PostgreSQL did not start")
-        time.sleep(0.2)
-    subprocess.run(["createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "portal", "bench"], check=True)
-    return proc, f"postgres://portal@127.0.0.1:{port}/bench"
+    """A throwaway PostgreSQL (the production database of the compose file) trusting loopback
+    connections; (cluster, DATABASE_URL)."""
+    try:
+        cluster = Cluster("portal", prefix="bench-pg-").start()
+    except RuntimeError as error:
+        raise SystemExit(str(error)) from None
+    cluster.create_db("bench")
+    return cluster, cluster.url("bench")
 
 
 def start_redis(folder):

@@ -19,10 +19,8 @@ Must run as root (tmpfs mount; PostgreSQL runs as the postgres user).
 
 import asyncio
 import getpass
-import glob
 import json
 import os
-import pwd
 import random
 import shutil
 import signal
@@ -40,6 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.pgcluster import Cluster  # noqa: E402
 from tests.ports import free_port  # noqa: E402
 
 ROUNDS = int(os.environ.get("FAULT_ROUNDS", 100))
@@ -64,48 +63,6 @@ def wait(predicate, timeout, interval=0.05, what="condition"):
 
 
 # ---------------------------------------------------------------- the real parts
-
-
-class Postgres:
-    """initdb + postgres in a temporary folder on a free loopback port, run as the postgres user."""
-
-    def __init__(self, base: Path):
-        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
-        if not bins:
-            raise SystemExit("PostgreSQL is missing: apt-get install postgresql (make system-packages-test)")
-        self.bindir = Path(bins[-1]).parent
-        self.base, self.port, self.proc = base, free_port(), None
-        owner = pwd.getpwnam("postgres")
-        self.as_pg = {"user": owner.pw_uid, "group": owner.pw_gid}
-        base.mkdir()
-        os.chown(base, owner.pw_uid, owner.pw_gid)
-        # Trust on loopback only: a throwaway cluster that lives as long as the battery.
-        subprocess.run(
-            [self.bindir / "initdb", "-D", base / "data", "-U", "portal", "--auth=trust"],
-            check=True, capture_output=True, **self.as_pg,
-        )  # fmt: skip
-        self.url = f"postgres://portal@127.0.0.1:{self.port}/portal"
-
-    def start(self):
-        with open(self.base / "log", "ab") as log:
-            self.proc = subprocess.Popen(
-                [self.bindir / "postgres", "-D", self.base / "data", "-p", str(self.port), "-k", self.base,
-                 "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
-                stdout=log, stderr=log, **self.as_pg,
-            )  # fmt: skip
-        wait(self.ready, 30, 0.1, "PostgreSQL")
-
-    def ready(self):
-        ping = ["pg_isready", "-q", "-h", "127.0.0.1", "-p", str(self.port)]
-        return subprocess.run(ping, check=False).returncode == 0
-
-    def create_db(self):
-        subprocess.run(["createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "portal", "portal"], check=True)
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)  # fast shutdown: open connections are cut, as in a restart
-            self.proc.wait(30)
 
 
 class Redis:
@@ -149,7 +106,7 @@ class Worker:
         log = self.ctx.work / f"worker-{self.n}.log"
         env = {
             **os.environ,
-            "DATABASE_URL": self.ctx.pg.url,
+            "DATABASE_URL": self.ctx.pg.url("portal"),
             "CELERY_BROKER_URL": self.ctx.redis.url,
             # Holds the sync between writing the files and recording them: the kill lands there.
             "WORKLISTS_SYNC_PAUSE_AFTER_WRITE": "0.3",
@@ -242,7 +199,8 @@ class Tally:
 class Context:
     def __init__(self, work: Path):
         self.work = work
-        self.pg = Postgres(work / "pg")
+        # fsync off: a throwaway cluster whose restarts are the fault, not a power cut.
+        self.pg = Cluster("portal", prefix="fault-pg-", options=["-c", "fsync=off"])
         self.redis = Redis(work)
         self.worker = Worker(self)
         self.mounted = None
@@ -268,12 +226,12 @@ def db_retry(fn, attempts=60):
 
 def setup(ctx):
     ctx.pg.start()
-    ctx.pg.create_db()
+    ctx.pg.create_db("portal")
     ctx.redis.start()
     os.environ.update(
         DEBUG="1",
         PORTAL_VAR_DIR=str(ctx.work / "var"),
-        DATABASE_URL=ctx.pg.url,
+        DATABASE_URL=ctx.pg.url("portal"),
         CELERY_BROKER_URL=ctx.redis.url,
         DJANGO_SETTINGS_MODULE="portal.settings",
         EMAIL_URL="consolemail://",
@@ -336,7 +294,7 @@ def teardown(ctx):
         lambda: ctx.orthanc and ctx.orthanc.stop(),
         lambda: ctx.sshd and ctx.sshd.stop(),
         ctx.redis.kill,
-        ctx.pg.stop,
+        ctx.pg.remove,
         lambda: ctx.mounted and subprocess.run(["umount", "-l", str(ctx.mounted)], check=False),
     ):
         try:

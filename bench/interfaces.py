@@ -20,7 +20,6 @@ compose file's database, instead of SQLite)
 import datetime
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -341,8 +340,7 @@ def main():
     finally:
         service.stop()
         if postgres is not None:
-            postgres.send_signal(signal.SIGINT)  # fast shutdown: it does not wait for idle connections
-            postgres.wait(30)
+            postgres.remove()
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@ Orthanc holding real DICOM instances, wired to a schedule that points at that ss
 
 import getpass
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -17,6 +16,7 @@ from deployments.backups.run import backup_run, backup_start
 from deployments.backups.ssh import keyscan
 from tests.conftest import free_port, require_binary
 from tests.dicomfiles import make_instance
+from tests.pgcluster import started_for_test
 
 SSHD = "/usr/sbin/sshd"
 
@@ -205,45 +205,12 @@ def alert_recipients(settings):
 
 @pytest.fixture
 def postgres_server():
-    """A throwaway PostgreSQL cluster on a free loopback port, run as the postgres user."""
-    import glob
-    import pwd
-    import secrets
-    import shutil
-    import tempfile
-
-    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
-    if not bins:
-        pytest.fail("PostgreSQL is missing: apt-get install postgresql", pytrace=False)
+    """A throwaway PostgreSQL cluster for Orthanc's PostgreSQL index."""
     if not Path("/usr/share/orthanc/plugins/libOrthancPostgreSQLIndex.so").exists():
         pytest.fail("Orthanc's PostgreSQL plugin is missing: apt-get install orthanc-postgresql", pytrace=False)
-    bindir = Path(bins[-1]).parent
-    owner = pwd.getpwnam("postgres")
-    base = Path(tempfile.mkdtemp(prefix="portal-test-pg-"))
-    os.chown(base, owner.pw_uid, owner.pw_gid)
-    password = secrets.token_urlsafe(16)
-    (base / "pw").write_text(password)
-    os.chown(base / "pw", owner.pw_uid, owner.pw_gid)
-    as_pg = {"user": owner.pw_uid, "group": owner.pw_gid}
-    subprocess.run(
-        [bindir / "initdb", "-D", base / "data", "-U", "orthanc", "--auth=scram-sha-256", f"--pwfile={base / 'pw'}"],
-        check=True, capture_output=True, **as_pg,
-    )  # fmt: skip
-    port = free_port()
-    log = open(base / "log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [bindir / "postgres", "-D", base / "data", "-p", str(port), "-k", base, "-c", "listen_addresses=127.0.0.1"],
-        stdout=log, stderr=log, **as_pg,
-    )  # fmt: skip
-    env = {**os.environ, "PGPASSWORD": password}
-    deadline = time.monotonic() + 20
-    while subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1", "-p", str(port)], check=False).returncode != 0:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"PostgreSQL did not start:\n{(base / 'log').read_text()}", pytrace=False)
-        time.sleep(0.2)
-    subprocess.run(["createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "orthanc", "orthanc"], env=env, check=True)
-    yield {"port": port, "user": "orthanc", "password": password, "database": "orthanc"}
-    proc.send_signal(signal.SIGINT)  # fast shutdown: it does not wait for Orthanc's connections to close
-    proc.wait(20)
-    log.close()
-    shutil.rmtree(base, ignore_errors=True)
+    cluster = started_for_test("orthanc", password=True, prefix="portal-test-pg-")
+    try:
+        cluster.create_db("orthanc")
+        yield {"port": cluster.port, "user": "orthanc", "password": cluster.password, "database": "orthanc"}
+    finally:
+        cluster.remove()

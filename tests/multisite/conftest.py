@@ -19,6 +19,7 @@ import redis
 from deployments.agent_setup import AgentSetup, agent_username, redis_acl_rules, worker_command
 from tests.backups.conftest import sshd  # noqa: F401  (a fixture: the backup target of an agent's backup)
 from tests.conftest import ROOT, free_port, require_binary, test_database_url, wait_for
+from tests.pgcluster import started_for_test
 
 
 def make_certificates(folder: Path, *ips: str) -> dict:
@@ -416,49 +417,11 @@ def network():
 
 
 @pytest.fixture
-def postgres_cluster(tmp_path):
-    """A throwaway PostgreSQL cluster on a free loopback port, run as the postgres user; its
-    superuser ``portal`` is the central portal's own role."""
-    import glob
-    import pwd
-    import secrets
-    import shutil
-    import signal
-    import tempfile
-    import time
-
-    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
-    if not bins:
-        pytest.fail("PostgreSQL is missing: apt-get install postgresql (make system-packages-test)", pytrace=False)
-    bindir = Path(bins[-1]).parent
-    owner = pwd.getpwnam("postgres")
-    base = Path(tempfile.mkdtemp(prefix="portal-test-agent-pg-"))
-    os.chown(base, owner.pw_uid, owner.pw_gid)
-    password = secrets.token_urlsafe(16)
-    (base / "pw").write_text(password)
-    os.chown(base / "pw", owner.pw_uid, owner.pw_gid)
-    as_pg = {"user": owner.pw_uid, "group": owner.pw_gid}
-    subprocess.run(
-        [bindir / "initdb", "-D", base / "data", "-U", "portal", "--auth=scram-sha-256", f"--pwfile={base / 'pw'}"],
-        check=True, capture_output=True, **as_pg,
-    )  # fmt: skip
-    port = free_port()
-    log = open(base / "log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [bindir / "postgres", "-D", base / "data", "-p", str(port), "-k", base, "-c", "listen_addresses=127.0.0.1"],
-        stdout=log, stderr=log, **as_pg,
-    )  # fmt: skip
+def postgres_cluster():
+    """A throwaway PostgreSQL cluster whose superuser ``portal`` is the central portal's own role."""
+    cluster = started_for_test("portal", password=True, prefix="portal-test-agent-pg-")
     try:
-        env = {**os.environ, "PGPASSWORD": password}
-        deadline = time.monotonic() + 20
-        while subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1", "-p", str(port)], check=False).returncode:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"PostgreSQL did not start:\n{(base / 'log').read_text()}", pytrace=False)
-            time.sleep(0.2)
-        subprocess.run(["createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "portal", "portal"], env=env, check=True)
-        yield {"port": port, "password": password, "url": f"postgres://portal:{password}@127.0.0.1:{port}/portal"}
+        cluster.create_db("portal")
+        yield {"port": cluster.port, "password": cluster.password, "url": cluster.url("portal")}
     finally:
-        proc.send_signal(signal.SIGINT)  # fast shutdown
-        proc.wait(20)
-        log.close()
-        shutil.rmtree(base, ignore_errors=True)
+        cluster.remove()
