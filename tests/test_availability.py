@@ -234,7 +234,8 @@ def test_a_schedulers_save_answers_in_under_a_second_during_a_big_import_and_a_r
     # What the check recorded is what the page shows, with its age.
     page = viewer.get(cards, timeout=10).text
     assert page.count('data-state="down"') == SILENT_ORTHANCS + 1, page  # the clinic's own Orthanc is not running
-    assert len(re.findall(r"Checked \d+ s ago", page)) == SILENT_ORTHANCS + 1, page
+    # Seconds, or minutes when a loaded machine made the check itself take long.
+    assert len(re.findall(r"Checked \d+ (?:s|min) ago", page)) == SILENT_ORTHANCS + 1, page
 
 
 def _in_transaction(request):

@@ -99,12 +99,15 @@ class Command(BaseCommand):
         if password:
             self.stdout.write(self.style.WARNING(f"First Admin: user 'admin', password '{password}' (shown once)"))
         schedule = ensure_demo_backup(deployment)
-        if not schedule.runs.exists():
-            # In this process, beside the worker: the first backup need not wait for the hour.
-            threading.Thread(target=demo_first_backup, args=(schedule.pk,), daemon=True).start()
+        first_backup = not schedule.runs.exists()
+        if first_backup:
             self.stdout.write(f"A first backup of the demo to {schedule.target_folder} and its restore drill run now.")
         self.stdout.write("Press Ctrl-C to stop everything.\n")
         self.stdout.flush()
+        if first_backup:
+            # In this process, beside the worker: the first backup need not wait for the hour. Started
+            # after the banner is out: on a busy machine its thread kept this one from printing.
+            threading.Thread(target=demo_first_backup, args=(schedule.pk,), daemon=True).start()
 
     def ensure_first_admin(self):
         admins = Group.objects.get(name=ADMIN)
