@@ -14,7 +14,8 @@ gone. The folder holds BENCH_LISTED entries of the clinic's rooms; the measured 
 list holds BENCH_ROOM of them (a busy ultrasound room) at every start.
 Run: .venv/bin/python bench/interfaces.py   (BENCH_ROUNDS=50, BENCH_ROOM=30, BENCH_LISTED=200,
 BENCH_HL7_ORDERS=1000; BENCH_PARTS=mpps,hl7; BENCH_DATABASE=postgres: a throwaway PostgreSQL, the
-compose file's database, instead of SQLite)
+compose file's database, instead of SQLite; BENCH_DATABASE=postgres://…: an empty database of a running
+server)
 """
 
 import datetime
@@ -233,6 +234,18 @@ def hl7_order(control, placer, accession, patient, when, room):
     )
 
 
+def cpu_seconds(pid) -> float:
+    """User + system CPU time a process and its living children (a Celery worker's pool) have used
+    so far (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except FileNotFoundError:  # gone meanwhile
+        return 0.0
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(cpu_seconds(int(child)) for child in children)
+
+
 def bench_hl7(deployment, today, var):
     """An order each round over one open connection, then the machine's C-FIND until it is there;
     then HL7_ORDERS orders back to back over one connection, each waiting for its ACK."""
@@ -287,6 +300,7 @@ def bench_hl7(deployment, today, var):
         before_entries = WorklistEntry.objects.count()
         client = Mllp(port)
         codes = []
+        cpu = {"listener": cpu_seconds(proc.pid), "worker": cpu_seconds(worker.pid)}
         started = time.perf_counter()
         for n in range(HL7_ORDERS):
             ack = client.send(
@@ -294,6 +308,7 @@ def bench_hl7(deployment, today, var):
             )
             codes.append(ack.split(b"MSA|", 1)[1][:2] if b"MSA|" in ack else b"??")
         elapsed = time.perf_counter() - started
+        cpu = {name: cpu_seconds(p.pid) - cpu[name] for name, p in (("listener", proc), ("worker", worker))}
         accepted = sum(1 for c in codes if c == b"AA")
         entries = WorklistEntry.objects.count() - before_entries
         orders = Hl7Order.objects.filter(placer_number__startswith="PS").count()
@@ -303,6 +318,13 @@ def bench_hl7(deployment, today, var):
             f"{HL7_ORDERS / elapsed:.0f} orders/s (goal >= 100); acknowledged AA {accepted}/{HL7_ORDERS}; in the "
             f"database: {entries} entries, {orders} orders, {logged} messages accepted; lost "
             f"{HL7_ORDERS - min(entries, orders, logged)}",
+            flush=True,
+        )
+        # The machine's share of the figure: a busy machine slows the listener, not its own work.
+        print(
+            f"  CPU during it: listener {cpu['listener'] / HL7_ORDERS * 1000:.1f} ms/order, Celery worker "
+            f"{cpu['worker'] / HL7_ORDERS * 1000:.1f} ms/order (its folder syncs); load average "
+            f"{Path('/proc/loadavg').read_text().split()[0]}",
             flush=True,
         )
         if accepted != HL7_ORDERS or min(entries, orders, logged) != HL7_ORDERS:
@@ -318,9 +340,12 @@ def bench_hl7(deployment, today, var):
 
 def main():
     postgres = None
-    if os.environ.get("BENCH_DATABASE") == "postgres":
+    database = os.environ.get("BENCH_DATABASE", "")
+    if database == "postgres":
         postgres, url = start_postgres()
         var = setup_django("interfaces", database_url=url)
+    elif database.startswith("postgres://"):
+        var = setup_django("interfaces", database_url=database)
     else:
         var = setup_django("interfaces")
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # its association log is not a figure

@@ -70,6 +70,24 @@ def acting_as(source: str):
         _SOURCE.reset(token)
 
 
+# The entries of the open ``batched()`` block, written together when it ends (None: no block).
+_BATCH = contextvars.ContextVar("audit_batch", default=None)
+
+
+@contextmanager
+def batched():
+    """Entries recorded inside are written together, in one INSERT, when the block ends without an
+    error: called inside the caller's transaction, they commit or roll back with what they record.
+    For a writer of many small changes in one transaction (an HL7 message: its entry, its row)."""
+    pending = []
+    token = _BATCH.set(pending)
+    try:
+        yield
+    finally:
+        _BATCH.reset(token)
+    AuditEntry.objects.bulk_create(pending)
+
+
 def actor_of(request_or_user):
     user = getattr(request_or_user, "user", request_or_user)
     if user is None or not getattr(user, "is_authenticated", False):
@@ -80,7 +98,11 @@ def actor_of(request_or_user):
 def record(who, action, obj, before=None, after=None, *, summary="", source=None, object_type=None):
     """Add one audit entry. ``who`` is a request (web, API), a user, or None (system)."""
     added = entry(who, action, obj, before, after, summary=summary, source=source, object_type=object_type)
-    added.save(force_insert=True)
+    batch = _BATCH.get()
+    if batch is None:
+        added.save(force_insert=True)
+    else:
+        batch.append(added)  # saved as the batch ends
     return added
 
 

@@ -119,3 +119,24 @@ def test_an_end_date_before_the_start_date_is_an_error_beside_the_field(admin_cl
     response = admin_client.get(reverse("audit_log"), {"date_from": "2026-02-02", "date_to": "2026-01-01"})
 
     assert "The end date is before the start date." in response.content.decode()
+
+
+def test_entries_recorded_in_a_batch_are_written_together_at_its_end_and_roll_back_with_it(transactional_db):
+    from django.db import transaction
+
+    from portal import audit
+
+    deployment = Deployment.objects.create(name="Batch", slug="batch", orthanc_url="http://127.0.0.1:9")
+    with transaction.atomic(), audit.batched():
+        audit.record(None, AuditEntry.Action.ACTION, deployment, summary="one")
+        audit.record(None, AuditEntry.Action.ACTION, deployment, summary="two")
+        assert not AuditEntry.objects.exists(), "kept until the batch ends"
+    assert list(AuditEntry.objects.order_by("pk").values_list("summary", flat=True)) == ["one", "two"]
+
+    try:
+        with transaction.atomic(), audit.batched():
+            audit.record(None, AuditEntry.Action.ACTION, deployment, summary="three")
+            raise RuntimeError("the change fails")
+    except RuntimeError:
+        pass
+    assert AuditEntry.objects.count() == 2

@@ -62,19 +62,25 @@ def _narrowed(station, charset, value):
     )
 
 
-def patient_problems(deployment, patient_data: dict, exclude_entry=None, letters=None) -> dict:
+def patient_problems(
+    deployment, patient_data: dict, exclude_entry=None, letters=None, stations=None, patient=None
+) -> dict:
     """{field: message} for a known patient's new name parts that a station of one of its other
-    active entries would not receive intact: a patient's name is on every one of its entries."""
+    active entries would not receive intact: a patient's name is on every one of its entries.
+    ``stations``: the deployment's ``worklist_stations``, and ``patient``: the patient of that ID,
+    when the caller has read them already in its transaction."""
     patient_id = patient_data.get("patient_id")
     if not patient_id:
         return {}
+    if patient is not None and not renamed(patient, patient_data):
+        return {}  # its entries' stations have these very names already: nothing new reaches them
     entries = (
         WorklistEntry.objects.filter(deployment=deployment, patient__patient_id=patient_id)
         .filter(WorklistEntry.LISTED)
         .exclude(pk=exclude_entry)
         .order_by("scheduled_date", "scheduled_time")
     )
-    stations = {s.aet: s for s in worklist_stations(deployment)}
+    stations = {s.aet: s for s in (worklist_stations(deployment) if stations is None else stations)}
     problems = {}
     for aet, accession in entries.values_list("station_aet", "accession_number"):
         station = stations.get(aet)
@@ -86,6 +92,15 @@ def patient_problems(deployment, patient_data: dict, exclude_entry=None, letters
         for name, message in station_problems(station, values, letters).items():
             problems.setdefault(name, f"{patient_id} is also scheduled on {aet} ({accession}). {message}")
     return problems
+
+
+def renamed(patient, patient_data: dict) -> bool:
+    """Whether ``patient_data`` changes a name part the stations show."""
+    return any(getattr(patient, k) != patient_data.get(k, "") for k in SHOWN_PATIENT_FIELDS)
+
+
+def find_patient(deployment, patient_id):
+    return Patient.objects.filter(deployment=deployment, patient_id=patient_id).first()
 
 
 def unsendable_entries(deployment, setting, stations, limit=10) -> list[str]:
@@ -154,8 +169,11 @@ def new_study_uid() -> str:
     return generate_uid(prefix=prefix)
 
 
-def save_patient(who, deployment, data: dict) -> Patient:
-    patient = Patient.objects.filter(deployment=deployment, patient_id=data["patient_id"]).first()
+def save_patient(who, deployment, data: dict, patient=None) -> Patient:
+    """Create or update the patient of ``data``'s ID. ``patient``: that patient, when the caller has
+    just read it in its transaction (None: it is looked up)."""
+    if patient is None:
+        patient = find_patient(deployment, data["patient_id"])
     if patient is None:
         patient = Patient(deployment=deployment, **data)
         patient.full_clean(exclude=["deployment"])
@@ -175,11 +193,14 @@ def save_patient(who, deployment, data: dict) -> Patient:
     return patient
 
 
-def save_entry(who, deployment, patient_data: dict, entry_data: dict, entry=None, sync=True) -> WorklistEntry:
+def save_entry(
+    who, deployment, patient_data: dict, entry_data: dict, entry=None, sync=True, patient=None
+) -> WorklistEntry:
     """Create (``entry`` None) or update an entry from validated data. Call inside a transaction.
-    ``sync=False`` when the caller asks for one sync after many entries (the CSV import)."""
+    ``sync=False`` when the caller asks for one sync after many entries (the CSV import).
+    ``patient``: as for ``save_patient``."""
     station = entry_data.get("station")
-    patient = save_patient(who, deployment, patient_data)
+    patient = save_patient(who, deployment, patient_data, patient)
     creating = entry is None
     if creating:
         entry = WorklistEntry(deployment=deployment, created_by=audit.actor_of(who))
@@ -193,19 +214,39 @@ def save_entry(who, deployment, patient_data: dict, entry_data: dict, entry=None
         # The station's own AE title and name, copied: history keeps what the machine was sent.
         entry.station_aet = station.aet
         entry.station_name = entry_data.get("station_name") or station.station_name
+    generated = []
     if not entry.study_instance_uid:
         entry.study_instance_uid = new_study_uid()
+        generated.append("study_instance_uid")
     if not entry.accession_number:
         entry.accession_number = _save_with_new_accession(entry)
     else:
-        entry.full_clean(exclude=["deployment", "patient", "station"])
+        _full_clean(entry, generated)
         entry.save()
     audit.record(
         who, AuditEntry.Action.CREATE if creating else AuditEntry.Action.UPDATE, entry, before, audit.snapshot(entry)
     )
     if sync:
-        request_sync(deployment.pk)
+        request_sync(deployment.pk, deployment.queue)
     return entry
+
+
+def _full_clean(entry, generated):
+    """``full_clean``, without asking the database whether values new by construction are taken:
+    the uuid (uuid4, never typed nor changed) and the ``generated`` ones (a study UID made here).
+    Their unique constraints still hold in the database; every value is still validated."""
+    exclude = {"deployment", "patient", "station"}
+    errors = {}
+    try:
+        entry.full_clean(exclude=exclude, validate_unique=False)
+    except ValidationError as exc:
+        errors = exc.update_error_dict(errors)
+    try:
+        entry.validate_unique(exclude=exclude | set(errors) | {"uuid", *generated})
+    except ValidationError as exc:
+        errors = exc.update_error_dict(errors)
+    if errors:
+        raise ValidationError(errors)
 
 
 def _save_with_new_accession(entry) -> str:

@@ -90,10 +90,12 @@ def send_sync(deployment_id, queue=None, full=False) -> bool:
     return True
 
 
-def request_sync(deployment_id):
+def request_sync(deployment_id, queue=None):
     """After the current transaction commits, sync the deployment's folder (or leave it to the
-    sync already waiting in its queue, which will read this change)."""
-    queue = Deployment.objects.get(pk=deployment_id).queue
+    sync already waiting in its queue, which will read this change). ``queue``: the deployment's,
+    when the caller has it at hand (one query less per order of an HL7 burst)."""
+    if queue is None:
+        queue = Deployment.objects.get(pk=deployment_id).queue
 
     def send():
         if _claim_sync(queue) and not send_sync(deployment_id, queue):

@@ -8,6 +8,8 @@ from zoneinfo import ZoneInfo
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.utils import timezone
 
+from worklists import scheduling
+
 from .message import Hl7Error, get
 from .models import FIELD_REF
 
@@ -30,10 +32,22 @@ SEX = {"F": "F", "M": "M", "O": "O", "U": "", "A": "O", "N": ""}
 class Context:
     """One message being applied: its parsed form, mapping and deployment."""
 
-    def __init__(self, message, mapping, header):
+    def __init__(self, message, mapping, header, stations=None):
         self.message, self.mapping, self.header = message, mapping, header
         self.deployment = mapping.deployment
         self.summary = []
+        self._stations = stations
+
+    @property
+    def stations(self):
+        """The deployment's worklist stations: the connection's recent read, or read now."""
+        if self._stations is None:
+            self._stations = list(scheduling.worklist_stations(self.deployment))
+        return self._stations
+
+    def station(self, aet):
+        """The worklist station with this AE title (the first by name, as the front desk's), or None."""
+        return next((s for s in self.stations if s.aet == aet), None)
 
 
 # ---------------------------------------------------------------- values

@@ -2,11 +2,13 @@
 transaction with the message's own row (so a message is done once), and keep both."""
 
 import logging
+import time
 
 from django.db import IntegrityError, transaction
 
 from portal import audit
 from portal.models import AuditEntry
+from worklists.scheduling import worklist_stations
 
 from . import orders, patients
 from .message import CHARSETS, Hl7Error, acknowledgement, decode, default_charset, header, parse
@@ -29,14 +31,38 @@ def encode(text: str, charset: str) -> bytes:
     return text.encode(codec, errors="replace")
 
 
-def message_receive(raw: bytes, peer: str = "") -> bytes:
-    """The ACK for ``raw`` (one MLLP frame's content). Never raises for what the sender sent."""
+# How long one connection reuses what it read of a sender's setup.
+SENDER_SECONDS = 1.0
+
+
+class Senders:
+    """What one connection has read of its senders' setup: the mapping, its deployment and their
+    worklist stations, reused for SENDER_SECONDS. A burst of orders reads them once a second
+    instead of once an order; an Admin's change reaches the connection's next message within that
+    second. An unknown or switched-off sender is never kept: it is asked again at once."""
+
+    def __init__(self):
+        self._known = {}  # (MSH-3, MSH-4) → (monotonic time read, mapping, stations)
+
+    def get(self, head):
+        """(mapping, worklist stations) of the message's sender; Hl7Error when it has none."""
+        key = (head.application, head.facility)
+        known = self._known.get(key)
+        if known is None or time.monotonic() - known[0] > SENDER_SECONDS:
+            mapping = _mapping(head)
+            known = self._known[key] = (time.monotonic(), mapping, list(worklist_stations(mapping.deployment)))
+        return known[1], known[2]
+
+
+def message_receive(raw: bytes, peer: str = "", senders: Senders | None = None) -> bytes:
+    """The ACK for ``raw`` (one MLLP frame's content). Never raises for what the sender sent.
+    ``senders``: the connection's, kept from one message to the next (None: read afresh)."""
     message, head, charset = None, None, ""
     try:
         text, charset = decode(raw)
         message = parse(text)
         head = header(message, charset)
-        return _process(raw, peer, message, head)
+        return _process(raw, peer, message, head, senders or Senders())
     except Hl7Error as exc:
         return _refuse(raw, peer, message, head, charset, exc)
     except Exception:
@@ -46,9 +72,15 @@ def message_receive(raw: bytes, peer: str = "") -> bytes:
         return _refuse(raw, peer, message, head, charset, error)
 
 
+# Only the deployment's columns an order needs (of some sixty, two of them decrypted at each load):
+# with them all, this query was a fifth of an order's work.
+DEPLOYMENT_FIELDS = ("deployment__name", "deployment__slug", "deployment__default_encoding")
+
+
 def _mapping(head):
     mapping = (
-        Hl7Mapping.objects.select_related("deployment", "default_station")
+        Hl7Mapping.objects.select_related("deployment")
+        .only(*(f.name for f in Hl7Mapping._meta.concrete_fields), *DEPLOYMENT_FIELDS)
         .filter(sending_application=head.application, sending_facility__in=[head.facility, ""])
         .order_by("-sending_facility")
         .first()
@@ -88,13 +120,20 @@ def _handler(head):
 
 
 def _original(head):
-    return Hl7Message.objects.filter(
-        sending_application=head.application,
-        sending_facility=head.facility,
-        control_id=head.control_id,
-        ack_code=Hl7Message.Ack.AA,
-        duplicate_of=None,
-    ).first()
+    # At most one (the constraint hl7_message_once), and asked of every message: no order, and
+    # only what a repeat's answer needs.
+    return (
+        Hl7Message.objects.filter(
+            sending_application=head.application,
+            sending_facility=head.facility,
+            control_id=head.control_id,
+            ack_code=Hl7Message.Ack.AA,
+            duplicate_of=None,
+        )
+        .order_by()
+        .only("deployment_id", "ack", "ack_code")
+        .first()
+    )
 
 
 def _repeat(raw, peer, head, original):
@@ -115,53 +154,30 @@ def _repeat(raw, peer, head, original):
     return bytes(original.ack)
 
 
-def _process(raw, peer, message, head):
-    original = _original(head)
-    if original is not None:
-        return _repeat(raw, peer, head, original)
-    mapping = _mapping(head)
-    handler = _handler(head)
-    ack = encode(acknowledgement(message, "AA", charset=head.charset), head.charset)
-    ctx = orders.Context(message, mapping, head)
+def _process(raw, peer, message, head, senders):
+    mapping = None
     try:
-        return _apply(raw, peer, head, mapping, handler, ctx, ack)
+        with transaction.atomic(), audit.acting_as("hl7"), audit.batched():
+            # Asked first, and only here: inside the transaction (SQLite's IMMEDIATE one holds the
+            # write lock), a repeat gets the first ACK even if its sender's mapping changed since.
+            original = _original(head)
+            if original is not None:
+                return _repeat(raw, peer, head, original)
+            mapping, stations = senders.get(head)
+            handler = _handler(head)
+            ack = encode(acknowledgement(message, "AA", charset=head.charset), head.charset)
+            ctx = orders.Context(message, mapping, head, stations)
+            handler(ctx)
+            _keep(raw, peer, head, mapping, ctx, ack)
     except Hl7Error as exc:
         # The same message on another connection, committed meanwhile: its refusal of "order
         # already exists" would be wrong; the first one's ACK is the answer.
         original = _original(head)
         if original is not None:
             return _repeat(raw, peer, head, original)
-        exc.deployment = mapping.deployment  # kept with the refused message, for its site's page
+        if mapping is not None:
+            exc.deployment = mapping.deployment  # kept with the refused message, for its site's page
         raise
-
-
-def _apply(raw, peer, head, mapping, handler, ctx, ack):
-    try:
-        with transaction.atomic(), audit.acting_as("hl7"):
-            # Asked again inside the transaction (SQLite's IMMEDIATE one holds the write lock).
-            original = _original(head)
-            if original is not None:
-                return _repeat(raw, peer, head, original)
-            handler(ctx)
-            row = Hl7Message.objects.create(
-                peer=peer,
-                deployment=mapping.deployment,
-                sending_application=head.application,
-                sending_facility=head.facility,
-                control_id=head.control_id,
-                message_type=head.type_name,
-                charset=head.charset,
-                raw=raw,
-                ack=ack,
-                ack_code=Hl7Message.Ack.AA,
-                summary="; ".join(ctx.summary)[:300],
-            )
-            audit.record(
-                None,
-                AuditEntry.Action.ACTION,
-                row,
-                summary=f"HL7 {head.type_name} {head.control_id[:40]} from {mapping}: {row.summary}",
-            )
     except IntegrityError:
         # The same message on another connection at the same moment: the first one did it.
         original = _original(head)
@@ -170,6 +186,29 @@ def _apply(raw, peer, head, mapping, handler, ctx, ack):
         return _repeat(raw, peer, head, original)
     # Only now, after the commit, does the sender hear AA.
     return ack
+
+
+def _keep(raw, peer, head, mapping, ctx, ack):
+    """The accepted message's own row and its audit entry, in the transaction of what it did."""
+    row = Hl7Message.objects.create(
+        peer=peer,
+        deployment=mapping.deployment,
+        sending_application=head.application,
+        sending_facility=head.facility,
+        control_id=head.control_id,
+        message_type=head.type_name,
+        charset=head.charset,
+        raw=raw,
+        ack=ack,
+        ack_code=Hl7Message.Ack.AA,
+        summary="; ".join(ctx.summary)[:300],
+    )
+    audit.record(
+        None,
+        AuditEntry.Action.ACTION,
+        row,
+        summary=f"HL7 {head.type_name} {head.control_id[:40]} from {mapping}: {row.summary}",
+    )
 
 
 def _refuse(raw, peer, message, head, charset, error):

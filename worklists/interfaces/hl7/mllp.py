@@ -13,7 +13,7 @@ import time
 
 from django.db import close_old_connections, connection
 
-from .intake import message_receive
+from .intake import Senders, message_receive
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ class Connection(socketserver.BaseRequestHandler):
         sock, limits = self.request, self.server.limits
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         buffer, started = bytearray(), None  # started: when the frame being read began
+        senders = Senders()
         while True:
             if started is None:
                 timeout = limits.idle_timeout
@@ -114,7 +115,7 @@ class Connection(socketserver.BaseRequestHandler):
                 payload = bytes(buffer[:end])
                 del buffer[: end + len(END)]
                 started = None
-                ack = message_receive(payload, peer)
+                ack = message_receive(payload, peer, senders)
                 try:
                     sock.sendall(START + ack + END)
                 except OSError as exc:

@@ -122,7 +122,7 @@ def _entry_values(ctx, group):
     station_code = ref_value(group, mapping.station_field)
     if station_code:
         aet = mapping.codes().get(station_code)
-        station = ctx.deployment.modalities.filter(aet=aet, allow_find_worklist=True).first() if aet else None
+        station = ctx.station(aet) if aet else None
         if station is None:
             raise Hl7Error(
                 f"{mapping.station_field} station code {station_code[:64]!r} is not in the mapping of {mapping} "
@@ -175,23 +175,33 @@ def _entry_values(ctx, group):
 
 
 def _save(ctx, patient_data, data, locations, entry=None):
-    letters = scheduling.station_letters(ctx.deployment)
+    letters = scheduling.station_letters(ctx.deployment, ctx.stations)
     problems = scheduling.station_problems(data["station"], scheduling.shown_values(patient_data, data), letters)
-    others = scheduling.patient_problems(ctx.deployment, patient_data, entry.pk if entry else None, letters)
+    # Read once, for the name check and the save.
+    patient = scheduling.find_patient(ctx.deployment, patient_data["patient_id"])
+    others = scheduling.patient_problems(
+        ctx.deployment, patient_data, entry.pk if entry else None, letters, stations=ctx.stations, patient=patient
+    )
     check_shown({**others, **problems}, locations)
-    if entry is None and data.get("accession_number"):
-        if WorklistEntry.objects.filter(accession_number=data["accession_number"]).exists():
-            where = locations["accession_number"]
-            raise Hl7Error(
-                f"{where_label(where)}: accession number {data['accession_number']} is already used by another entry.",
-                *where[:3],
-                code=205,
-                sequence=where[3],
-            )
     try:
-        return scheduling.save_entry(None, ctx.deployment, patient_data, data, entry=entry)
+        return scheduling.save_entry(None, ctx.deployment, patient_data, data, entry=entry, patient=patient)
     except ValidationError as exc:
+        _raise_taken(exc, data, locations)
         raise_validation(exc, locations)
+
+
+def _raise_taken(exc, data, locations):
+    """An accession number another entry has is a duplicate key (ERR 205), not a data type error:
+    the entry's own unique check found it, no query of its own."""
+    errors = getattr(exc, "error_dict", {}).get("accession_number", [])
+    if any(error.code == "unique" for error in errors):
+        where = locations["accession_number"]
+        raise Hl7Error(
+            f"{where_label(where)}: accession number {data['accession_number']} is already used by another entry.",
+            *where[:3],
+            code=205,
+            sequence=where[3],
+        )
 
 
 def _new(ctx, group, patient_data):
