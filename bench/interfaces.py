@@ -5,7 +5,8 @@ message acknowledged AA, none lost).
 
 The HL7 part runs the real ``manage.py hl7_listener`` in its own process, Redis and a Celery worker
 on the deployment's queue: the path the product uses (the listener commits, acknowledges, and asks
-the worker to sync the folder; Orthanc answers the C-FIND from the folder).
+the worker to sync the folder; Orthanc answers the C-FIND from the folder). The listener runs with
+DEBUG off, as in production: with DEBUG on, Django keeps a record of every query it runs.
 
 A real Orthanc (Debian package) serving the worklist folder, the real ``manage.py mpps_scp`` in
 its own process, pynetdicom as the ultrasound machine: it opens an association, sends the
@@ -182,13 +183,21 @@ def bench_mpps(deployment, today, var):
     )
 
 
+def production_env():
+    """The listener as it runs in production: DEBUG off (no query log), the keys given as there."""
+    from django.conf import settings
+
+    keys = {"SECRET_KEY": settings.SECRET_KEY, "FIELD_ENCRYPTION_KEY": settings.FIELD_ENCRYPTION_KEY}
+    return {**os.environ, "DEBUG": "0", **keys}
+
+
 def start_listener(var):
     port = free_port()
     log = open(var / "hl7_listener.log", "wb")  # noqa: SIM115 - kept open for the process's lifetime
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "hl7_listener", "--port", str(port)],
         cwd=ROOT,
-        env=os.environ.copy(),
+        env=production_env(),
         stdout=log,
         stderr=subprocess.STDOUT,
     )
