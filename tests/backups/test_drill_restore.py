@@ -1,6 +1,7 @@
 """Restore drills in a throwaway Orthanc, and restores into the deployment, from real snapshots."""
 
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,11 +15,15 @@ from tests.backups.conftest import upload_studies
 pytestmark = pytest.mark.orthanc
 
 
-def test_a_drill_passes_on_a_good_snapshot_and_fails_on_one_with_a_truncated_storage_file(backup_setup):
+def test_a_drill_passes_on_a_good_snapshot_and_fails_on_one_with_a_truncated_storage_file(
+    backup_setup, monkeypatch, tmp_path
+):
     setup = backup_setup()
     upload_studies(setup.orthanc.client(), studies=3, per_study=2, size=128)
     run = setup.run()
     assert run.state == BackupRun.State.SUCCEEDED, run.error
+    # Its own temporary folder: other drills on this machine may be running meanwhile.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
 
     good = backup_verify(run.pk)
 
@@ -37,7 +42,7 @@ def test_a_drill_passes_on_a_good_snapshot_and_fails_on_one_with_a_truncated_sto
     assert f"storage file {rel} is {size // 2} bytes, the manifest says {size}" in bad.drill_message
     assert "its stored file fails Orthanc's MD5 check" in bad.drill_message
     assert len(mail.outbox) == 1 and "Restore drill FAILED" in mail.outbox[0].subject
-    assert not list(Path("/tmp").glob("portal-drill-*")), "the scratch folder is removed"
+    assert not list(tmp_path.glob("portal-drill-*")), "the scratch folder is removed"
 
 
 def test_restore_brings_back_the_exact_studies_of_the_snapshot_even_one_deleted_since(backup_setup, capsys):
