@@ -136,16 +136,26 @@ def _original(head):
     )
 
 
-def _repeat(raw, peer, head, original):
-    Hl7Message.objects.create(
+def _message_row(raw, peer, head, **fields):
+    """The received message's own row: who sent it, what it was, and what it was answered."""
+    return Hl7Message.objects.create(
         peer=peer,
-        deployment_id=original.deployment_id,
         sending_application=head.application,
         sending_facility=head.facility,
         control_id=head.control_id,
         message_type=head.type_name,
         charset=head.charset,
         raw=raw,
+        **fields,
+    )
+
+
+def _repeat(raw, peer, head, original):
+    _message_row(
+        raw,
+        peer,
+        head,
+        deployment_id=original.deployment_id,
         ack=original.ack,
         ack_code=original.ack_code,
         summary="repeat of an accepted message: its acknowledgement sent again, nothing done",
@@ -190,15 +200,11 @@ def _process(raw, peer, message, head, senders):
 
 def _keep(raw, peer, head, mapping, ctx, ack):
     """The accepted message's own row and its audit entry, in the transaction of what it did."""
-    row = Hl7Message.objects.create(
-        peer=peer,
+    row = _message_row(
+        raw,
+        peer,
+        head,
         deployment=mapping.deployment,
-        sending_application=head.application,
-        sending_facility=head.facility,
-        control_id=head.control_id,
-        message_type=head.type_name,
-        charset=head.charset,
-        raw=raw,
         ack=ack,
         ack_code=Hl7Message.Ack.AA,
         summary="; ".join(ctx.summary)[:300],
