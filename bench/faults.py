@@ -50,6 +50,7 @@ RECOVER_TIMEOUT = float(os.environ.get("FAULT_RECOVER_TIMEOUT", 90))
 RESEND_AFTER = timedelta(seconds=2)
 LOST_AFTER = timedelta(seconds=4)
 random.seed(int(os.environ.get("FAULT_SEED", 13)))
+WL_DISK_MB = 32  # the worklist folder's tmpfs
 
 
 def wait(predicate, timeout, interval=0.05, what="condition"):
@@ -260,8 +261,11 @@ def setup(ctx):
     ctx.orthanc = OrthancInstance(ctx.work / "orthanc", slug="faults")
     wl = Path(ctx.orthanc.deployment.worklist_folder)
     wl.mkdir(parents=True)
-    # The worklist folder on its own small filesystem: the disk-full fault fills it.
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0755", "tmpfs", str(wl)], check=True)
+    # The worklist folder on its own small filesystem: the disk-full fault fills it. Room for
+    # about 8,000 entries' files (a 4 KiB block each): the entries of 100 rounds stay listed, and
+    # 2 MiB (512 files) filled up by itself in the fifth fault of a 100-round run.
+    size = f"size={WL_DISK_MB}m,mode=0755"
+    subprocess.run(["mount", "-t", "tmpfs", "-o", size, "tmpfs", str(wl)], check=True)
     ctx.mounted = wl
     ctx.orthanc.write_config()
     ctx.orthanc.start()
@@ -538,7 +542,11 @@ def check_files(ctx, tally):
         for u in WorklistEntry.objects.filter(active_filter(), deployment=ctx.deployment).values_list("uuid", flat=True)
     }
     if names != expected:
-        bad.append(f"worklist folder: extra {sorted(names - expected)[:3]}, missing {sorted(expected - names)[:3]}")
+        missing = sorted(expected - names)[:3]
+        # With the entries' own reasons: a missing file is a finding either way, but "No space left"
+        # on the battery's own small disk is not the portal's.
+        why = WorklistEntry.objects.filter(uuid__in=[n[7:-3] for n in missing]).values_list("sync_error", flat=True)
+        bad.append(f"worklist folder: extra {sorted(names - expected)[:3]}, missing {missing} {sorted(set(why))}")
     config = Path(ctx.deployment.config_dir)
     newest = ConfigRevision.objects.filter(deployment=ctx.deployment, state="applied").order_by("-number").first()
     for path in config.iterdir():
@@ -730,7 +738,7 @@ def disk_full(ctx):
     filler = Path(ctx.deployment.worklist_folder) / "filler.bin"
     try:
         with open(filler, "wb") as f:
-            for _ in range(1000):  # bounded: 2 MiB of tmpfs is 32 chunks
+            for _ in range(WL_DISK_MB * 16 + 16):  # bounded: the tmpfs holds WL_DISK_MB * 16 chunks
                 try:
                     f.write(b"\0" * 65536)
                     f.flush()
