@@ -2,43 +2,17 @@
 by the portal, with every file under var/ (no system paths, nothing owned by root needed)."""
 
 import secrets
-import socket
 from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
 
 from .models import Deployment, Modality
+from .ports import free_port, free_ports  # noqa: F401  (runportal and the drill import them from here)
 from .push import revision_create, write_files
 from .render import render_for
 
 DEMO_SLUG = "demo"
-
-
-def free_port(preferred=None, host="127.0.0.1"):
-    for port in ([preferred] if preferred else []) + [0]:
-        with socket.socket() as s:
-            try:
-                s.bind((host, port))
-            except OSError:
-                continue
-            return s.getsockname()[1]
-    raise RuntimeError("no free port")
-
-
-def free_ports(count, host="127.0.0.1"):
-    """Distinct free ports: the sockets stay bound until all are chosen, since the kernel may hand
-    out a port it has just freed again (an Orthanc once got one port for both HTTP and DICOM)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            sockets.append(s)
-            s.bind((host, 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def write_config(deployment):
