@@ -12,8 +12,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from deployments.ports import free_port  # noqa: E402, F401  (the benchmarks import it from here)
 from tests.pgcluster import Cluster  # noqa: E402
-from tests.ports import free_port  # noqa: E402, F401  (the benchmarks import it from here)
 
 
 def setup_django(name, database_url=None, var=None):

@@ -38,8 +38,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from deployments.ports import free_port  # noqa: E402
 from tests.pgcluster import Cluster  # noqa: E402
-from tests.ports import free_port  # noqa: E402
 
 ROUNDS = int(os.environ.get("FAULT_ROUNDS", 100))
 ONLY = [n for n in os.environ.get("FAULT_ONLY", "").split(",") if n]

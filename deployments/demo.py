@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import transaction
 
 from .models import Deployment, Modality
-from .ports import free_port, free_ports  # noqa: F401  (runportal and the drill import them from here)
+from .ports import free_port, free_ports
 from .push import revision_create, write_files
 from .render import render_for
 

@@ -21,11 +21,11 @@ from django.contrib.auth.models import Group, User
 
 from deployments.demo import local_deployment, make_folders
 from deployments.models import Deployment
+from deployments.ports import free_port  # noqa: F401  (the suite imports it from here)
 from deployments.push import write_files
 from deployments.render import probe_of, render_deployment
 from deployments.service import LocalService
 from portal.roles import ADMIN, SCHEDULER, VIEWER
-from tests.ports import free_port  # noqa: F401  (the suite imports it from here)
 
 ROOT = Path(__file__).resolve().parent.parent
 # Under `make mutation` the tests run in mutmut's copy of the project (mutants/), whose

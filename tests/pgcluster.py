@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.ports import free_port
+from deployments.ports import free_port
 
 MISSING = "PostgreSQL is missing: apt-get install postgresql (make system-packages-test)"
 

@@ -2,7 +2,7 @@
 
 import os
 
-from tests.ports import free_port
+from deployments.ports import free_port
 
 os.environ.setdefault("DEBUG", "1")
 # The suite starts its own Redis on this port (tests/conftest.py); until then, nothing answers

@@ -16,9 +16,9 @@ from pathlib import Path
 from django.conf import settings
 from django.utils import timezone
 
-from deployments.demo import free_ports
 from deployments.models import Deployment
 from deployments.orthanc import OrthancClient, OrthancError
+from deployments.ports import free_ports
 from deployments.push import write_files
 from deployments.render import render_deployment
 from deployments.service import LocalService
